@@ -1,0 +1,664 @@
+/* Licensed to the Apache Software Foundation (ASF) under one or more
+ * contributor license agreements.  See the NOTICE file distributed with
+ * this work for additional information regarding copyright ownership.
+ * The ASF licenses this file to You under the Apache License, Version 2.0
+ * (the "License"); you may not use this file except in compliance with
+ * the License.  You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/*
+ * Strict JSON scanner.  Recursive descent over the raw bytes; the depth is
+ * capped before each descent, so the C stack is bounded by
+ * TB_JSON_MAX_DEPTH frames whatever the input.
+ */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apr_hash.h>
+#include <apr_strings.h>
+
+#include "tb_json.h"
+
+typedef struct {
+    const unsigned char *s;
+    apr_size_t len;
+    apr_size_t pos;
+    apr_size_t members;
+    apr_pool_t *pool;
+    const char *err;
+} tb_scanner;
+
+static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type);
+
+static int tb_fail(tb_scanner *sc, const char *why)
+{
+    if (!sc->err) {
+        sc->err = apr_psprintf(sc->pool, "%s at byte %" APR_SIZE_T_FMT,
+                               why, sc->pos);
+    }
+    return -1;
+}
+
+static void tb_skip_ws(tb_scanner *sc)
+{
+    while (sc->pos < sc->len) {
+        unsigned char c = sc->s[sc->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+            break;
+        }
+        sc->pos++;
+    }
+}
+
+static int tb_hex4(tb_scanner *sc, unsigned *cp)
+{
+    unsigned v = 0;
+    int i;
+
+    if (sc->len - sc->pos < 4) {
+        return tb_fail(sc, "truncated \\u escape");
+    }
+    for (i = 0; i < 4; i++) {
+        unsigned char c = sc->s[sc->pos++];
+        v <<= 4;
+        if (c >= '0' && c <= '9')      v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else return tb_fail(sc, "bad \\u escape");
+    }
+    *cp = v;
+    return 0;
+}
+
+static void tb_put_utf8(tb_sb_t *out, unsigned cp)
+{
+    char b[4];
+    apr_size_t n;
+
+    if (cp < 0x80) {
+        b[0] = (char)cp; n = 1;
+    }
+    else if (cp < 0x800) {
+        b[0] = (char)(0xC0 | (cp >> 6));
+        b[1] = (char)(0x80 | (cp & 0x3F)); n = 2;
+    }
+    else if (cp < 0x10000) {
+        b[0] = (char)(0xE0 | (cp >> 12));
+        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        b[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+    }
+    else {
+        b[0] = (char)(0xF0 | (cp >> 18));
+        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        b[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    tb_sb_add(out, b, n);
+}
+
+/* Length of the valid UTF-8 sequence starting at s[0] (a byte >= 0x80),
+ * or 0 when it is invalid or truncated (RFC 3629 table). */
+static apr_size_t tb_utf8_len(const unsigned char *s, apr_size_t avail)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xBF;
+    apr_size_t n, i;
+
+    if (c >= 0xC2 && c <= 0xDF)      n = 2;
+    else if (c == 0xE0)              { n = 3; lo = 0xA0; }
+    else if (c >= 0xE1 && c <= 0xEC) n = 3;
+    else if (c == 0xED)              { n = 3; hi = 0x9F; }   /* no surrogates */
+    else if (c >= 0xEE && c <= 0xEF) n = 3;
+    else if (c == 0xF0)              { n = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) n = 4;
+    else if (c == 0xF4)              { n = 4; hi = 0x8F; }   /* <= U+10FFFF */
+    else return 0;
+
+    if (avail < n) {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xBF) {
+            return 0;
+        }
+    }
+    return n;
+}
+
+/* Scan a string starting at its opening quote.  When @a out is given the
+ * decoded value is appended to it (used for top-level keys only). */
+static int tb_scan_string(tb_scanner *sc, tb_sb_t *out)
+{
+    sc->pos++;                                   /* opening quote */
+    while (sc->pos < sc->len) {
+        unsigned char c = sc->s[sc->pos];
+
+        if (c == '"') {
+            sc->pos++;
+            return 0;
+        }
+        if (c < 0x20) {
+            return tb_fail(sc, "control character in string");
+        }
+        if (c == '\\') {
+            unsigned cp;
+            char e;
+
+            if (++sc->pos >= sc->len) {
+                break;
+            }
+            e = (char)sc->s[sc->pos++];
+            switch (e) {
+            case '"': case '\\': case '/':
+                cp = (unsigned char)e; break;
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u':
+                if (tb_hex4(sc, &cp)) {
+                    return -1;
+                }
+                if (cp == 0) {
+                    /* json-c would cut keys here; apr_dbd binds by strlen */
+                    return tb_fail(sc, "\\u0000 in string");
+                }
+                if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    return tb_fail(sc, "lone low surrogate");
+                }
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    unsigned lo;
+                    if (sc->len - sc->pos < 6 || sc->s[sc->pos] != '\\'
+                        || sc->s[sc->pos + 1] != 'u') {
+                        return tb_fail(sc, "lone high surrogate");
+                    }
+                    sc->pos += 2;
+                    if (tb_hex4(sc, &lo)) {
+                        return -1;
+                    }
+                    if (lo < 0xDC00 || lo > 0xDFFF) {
+                        return tb_fail(sc, "lone high surrogate");
+                    }
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                break;
+            default:
+                return tb_fail(sc, "bad escape");
+            }
+            if (out) {
+                tb_put_utf8(out, cp);
+            }
+            continue;
+        }
+        if (c < 0x80) {
+            if (out) {
+                tb_sb_add(out, (const char *)&sc->s[sc->pos], 1);
+            }
+            sc->pos++;
+        }
+        else {
+            apr_size_t n = tb_utf8_len(&sc->s[sc->pos], sc->len - sc->pos);
+            if (n == 0) {
+                return tb_fail(sc, "invalid UTF-8");
+            }
+            if (out) {
+                tb_sb_add(out, (const char *)&sc->s[sc->pos], n);
+            }
+            sc->pos += n;
+        }
+    }
+    return tb_fail(sc, "unterminated string");
+}
+
+/* Compare a run of decimal digits with the decimal text of a bound of the
+ * same length: > 0 when the digits are larger. */
+static int tb_digits_cmp(const unsigned char *d, const char *bound)
+{
+    return memcmp(d, bound, strlen(bound));
+}
+
+static int tb_scan_number(tb_scanner *sc)
+{
+    const unsigned char *s = sc->s;
+    apr_size_t start = sc->pos, int_start, int_end, frac_start = 0,
+               frac_end = 0, i, first_nz, ndig;
+    int neg = 0, has_frac = 0, has_exp = 0, exp_neg = 0;
+    long long exp = 0, lead;
+
+    if (s[sc->pos] == '-') {
+        neg = 1;
+        sc->pos++;
+    }
+    int_start = sc->pos;
+    if (sc->pos >= sc->len || s[sc->pos] < '0' || s[sc->pos] > '9') {
+        return tb_fail(sc, "bad number");
+    }
+    if (s[sc->pos] == '0') {
+        sc->pos++;
+    }
+    else {
+        while (sc->pos < sc->len && s[sc->pos] >= '0' && s[sc->pos] <= '9') {
+            sc->pos++;
+        }
+    }
+    int_end = sc->pos;
+    if (sc->pos < sc->len && s[sc->pos] == '.') {
+        has_frac = 1;
+        frac_start = ++sc->pos;
+        while (sc->pos < sc->len && s[sc->pos] >= '0' && s[sc->pos] <= '9') {
+            sc->pos++;
+        }
+        frac_end = sc->pos;
+        if (frac_end == frac_start) {
+            return tb_fail(sc, "bad number");
+        }
+    }
+    if (sc->pos < sc->len && (s[sc->pos] == 'e' || s[sc->pos] == 'E')) {
+        apr_size_t exp_start;
+        has_exp = 1;
+        sc->pos++;
+        if (sc->pos < sc->len && (s[sc->pos] == '+' || s[sc->pos] == '-')) {
+            exp_neg = s[sc->pos] == '-';
+            sc->pos++;
+        }
+        exp_start = sc->pos;
+        while (sc->pos < sc->len && s[sc->pos] >= '0' && s[sc->pos] <= '9') {
+            if (exp < 1000000000LL) {          /* saturate: only the sign
+                                                  of huge exponents matters */
+                exp = exp * 10 + (s[sc->pos] - '0');
+            }
+            sc->pos++;
+        }
+        if (sc->pos == exp_start) {
+            return tb_fail(sc, "bad number");
+        }
+        if (exp_neg) {
+            exp = -exp;
+        }
+    }
+
+    if (!has_frac && !has_exp) {
+        /* json-c 0.16 saturates integers outside int64/uint64 silently */
+        apr_size_t n = int_end - int_start;
+        if (neg ? (n > 19 || (n == 19 && tb_digits_cmp(s + int_start,
+                                         "9223372036854775808") > 0))
+                : (n > 20 || (n == 20 && tb_digits_cmp(s + int_start,
+                                         "18446744073709551615") > 0))) {
+            return tb_fail(sc, "integer out of 64-bit range");
+        }
+        return 0;
+    }
+
+    /* Decimal exponent of the leading significant digit decides overflow;
+     * only the narrow band around 1e308 needs an exact conversion. */
+    ndig = (int_end - int_start) + (has_frac ? frac_end - frac_start : 0);
+    first_nz = ndig;
+    for (i = 0; i < ndig; i++) {
+        apr_size_t at = i < int_end - int_start ? int_start + i
+                                                : frac_start + i - (int_end - int_start);
+        if (s[at] != '0') {
+            first_nz = i;
+            break;
+        }
+    }
+    if (first_nz == ndig) {
+        return 0;                                /* zero */
+    }
+    lead = (long long)(int_end - int_start) - 1 - (long long)first_nz + exp;
+    if (lead >= 309) {
+        return tb_fail(sc, "number overflows a double");
+    }
+    if (lead == 308) {
+        /* digits then an exponent, no decimal point: locale-proof strtod */
+        tb_sb_t d;
+        double v;
+        tb_sb_init(&d, sc->pool, ndig + 24);
+        for (i = first_nz; i < ndig; i++) {
+            apr_size_t at = i < int_end - int_start ? int_start + i
+                                                    : frac_start + i - (int_end - int_start);
+            tb_sb_add(&d, (const char *)&s[at], 1);
+        }
+        tb_sb_adds(&d, apr_psprintf(sc->pool, "e%lld",
+                   exp - (long long)(has_frac ? frac_end - frac_start : 0)));
+        v = strtod(tb_sb_str(&d), NULL);
+        if (isinf(v)) {
+            return tb_fail(sc, "number overflows a double");
+        }
+    }
+    (void)start;
+    return 0;
+}
+
+static int tb_scan_literal(tb_scanner *sc, const char *word)
+{
+    apr_size_t n = strlen(word);
+    if (sc->len - sc->pos < n || memcmp(sc->s + sc->pos, word, n)) {
+        return tb_fail(sc, "invalid token");
+    }
+    sc->pos += n;
+    return 0;
+}
+
+static int tb_scan_object(tb_scanner *sc, int depth)
+{
+    sc->pos++;                                   /* '{' */
+    tb_skip_ws(sc);
+    if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
+        sc->pos++;
+        return 0;
+    }
+    for (;;) {
+        tb_json_type t;
+
+        tb_skip_ws(sc);
+        if (sc->pos >= sc->len || sc->s[sc->pos] != '"') {
+            return tb_fail(sc, "expected a key");
+        }
+        if (tb_scan_string(sc, NULL)) {
+            return -1;
+        }
+        tb_skip_ws(sc);
+        if (sc->pos >= sc->len || sc->s[sc->pos] != ':') {
+            return tb_fail(sc, "expected ':'");
+        }
+        sc->pos++;
+        sc->members++;
+        if (tb_scan_value(sc, depth, &t)) {
+            return -1;
+        }
+        tb_skip_ws(sc);
+        if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
+            sc->pos++;
+            continue;
+        }
+        if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
+            sc->pos++;
+            return 0;
+        }
+        return tb_fail(sc, "expected ',' or '}'");
+    }
+}
+
+/* Scan an array; when @a items is given record each element's span, up to
+ * @a max_items of them, and count them all in @a count. */
+static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
+                         apr_size_t max_items, apr_size_t *count)
+{
+    sc->pos++;                                   /* '[' */
+    tb_skip_ws(sc);
+    if (sc->pos < sc->len && sc->s[sc->pos] == ']') {
+        sc->pos++;
+        return 0;
+    }
+    for (;;) {
+        tb_json_span span;
+        apr_size_t before;
+
+        tb_skip_ws(sc);
+        span.start = sc->pos;
+        before = sc->members;
+        if (tb_scan_value(sc, depth, &span.type)) {
+            return -1;
+        }
+        if (items) {
+            if (++*count <= max_items) {
+                span.len = sc->pos - span.start;
+                span.members = sc->members - before;
+                *(tb_json_span *)apr_array_push(items) = span;
+            }
+        }
+        tb_skip_ws(sc);
+        if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
+            sc->pos++;
+            continue;
+        }
+        if (sc->pos < sc->len && sc->s[sc->pos] == ']') {
+            sc->pos++;
+            return 0;
+        }
+        return tb_fail(sc, "expected ',' or ']'");
+    }
+}
+
+/* @a depth is the number of containers around the value. */
+static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type)
+{
+    tb_skip_ws(sc);
+    if (sc->pos >= sc->len) {
+        return tb_fail(sc, "unexpected end");
+    }
+    switch (sc->s[sc->pos]) {
+    case '{':
+        *type = TB_JSON_OBJECT;
+        if (depth + 1 > TB_JSON_MAX_DEPTH) {
+            return tb_fail(sc, "nesting too deep");
+        }
+        return tb_scan_object(sc, depth + 1);
+    case '[':
+        *type = TB_JSON_ARRAY;
+        if (depth + 1 > TB_JSON_MAX_DEPTH) {
+            return tb_fail(sc, "nesting too deep");
+        }
+        return tb_scan_array(sc, depth + 1, NULL, 0, NULL);
+    case '"':
+        *type = TB_JSON_STRING;
+        return tb_scan_string(sc, NULL);
+    case 't':
+        *type = TB_JSON_BOOL;
+        return tb_scan_literal(sc, "true");
+    case 'f':
+        *type = TB_JSON_BOOL;
+        return tb_scan_literal(sc, "false");
+    case 'n':
+        *type = TB_JSON_NULL;
+        return tb_scan_literal(sc, "null");
+    default:
+        *type = TB_JSON_NUMBER;
+        return tb_scan_number(sc);
+    }
+}
+
+/* The top-level object: keys are decoded to find "commands" and to refuse
+ * duplicates, which json-c would silently collapse to the last. */
+static int tb_scan_top(tb_scanner *sc, tb_json_scan_t *out,
+                       apr_size_t max_items)
+{
+    apr_hash_t *seen = apr_hash_make(sc->pool);
+
+    sc->pos++;                                   /* '{' */
+    tb_skip_ws(sc);
+    if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
+        sc->pos++;
+        return 0;
+    }
+    for (;;) {
+        tb_sb_t key;
+        tb_json_span span;
+        apr_size_t before;
+
+        tb_skip_ws(sc);
+        if (sc->pos >= sc->len || sc->s[sc->pos] != '"') {
+            return tb_fail(sc, "expected a key");
+        }
+        tb_sb_init(&key, sc->pool, 16);
+        if (tb_scan_string(sc, &key)) {
+            return -1;
+        }
+        if (apr_hash_get(seen, key.buf, key.len)) {
+            return tb_fail(sc, "duplicate key");
+        }
+        apr_hash_set(seen, key.buf, key.len, "");
+        tb_skip_ws(sc);
+        if (sc->pos >= sc->len || sc->s[sc->pos] != ':') {
+            return tb_fail(sc, "expected ':'");
+        }
+        sc->pos++;
+        sc->members++;
+        tb_skip_ws(sc);
+        span.start = sc->pos;
+        before = sc->members;
+        if (key.len == 8 && !memcmp(key.buf, "commands", 8)
+            && sc->pos < sc->len && sc->s[sc->pos] == '[') {
+            span.type = TB_JSON_ARRAY;
+            out->items = apr_array_make(sc->pool, 64, sizeof(tb_json_span));
+            if (tb_scan_array(sc, 2, out->items, max_items, &out->n_items)) {
+                return -1;
+            }
+        }
+        else if (tb_scan_value(sc, 1, &span.type)) {
+            return -1;
+        }
+        if (key.len == 8 && !memcmp(key.buf, "commands", 8)) {
+            span.len = sc->pos - span.start;
+            span.members = sc->members - before;
+            out->has_commands = 1;
+            out->commands = span;
+        }
+        tb_skip_ws(sc);
+        if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
+            sc->pos++;
+            continue;
+        }
+        if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
+            sc->pos++;
+            return 0;
+        }
+        return tb_fail(sc, "expected ',' or '}'");
+    }
+}
+
+const char *tb_json_scan(apr_pool_t *p, const char *text, apr_size_t len,
+                         apr_size_t max_items, tb_json_scan_t *out)
+{
+    tb_scanner sc;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    memset(&sc, 0, sizeof(sc));
+    sc.s = (const unsigned char *)text;
+    sc.len = len;
+    sc.pool = p;
+
+    tb_skip_ws(&sc);
+    if (sc.pos < len && sc.s[sc.pos] == '{') {
+        out->top = TB_JSON_OBJECT;
+        rc = tb_scan_top(&sc, out, max_items);
+    }
+    else {
+        rc = tb_scan_value(&sc, 0, &out->top);
+    }
+    if (rc == 0) {
+        tb_skip_ws(&sc);
+        if (sc.pos != len) {
+            rc = tb_fail(&sc, "trailing characters");
+        }
+    }
+    out->top_members = sc.members;
+    return rc ? sc.err : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writing                                                             */
+
+void tb_sb_init(tb_sb_t *sb, apr_pool_t *p, apr_size_t hint)
+{
+    sb->pool = p;
+    sb->cap = hint < 16 ? 16 : hint;
+    sb->buf = apr_palloc(p, sb->cap);
+    sb->len = 0;
+}
+
+static void tb_sb_grow(tb_sb_t *sb, apr_size_t need)
+{
+    apr_size_t cap = sb->cap;
+    char *nb;
+
+    while (cap - sb->len < need) {
+        cap *= 2;
+    }
+    nb = apr_palloc(sb->pool, cap);
+    memcpy(nb, sb->buf, sb->len);
+    sb->buf = nb;
+    sb->cap = cap;
+}
+
+void tb_sb_add(tb_sb_t *sb, const char *s, apr_size_t n)
+{
+    if (sb->cap - sb->len < n + 1) {
+        tb_sb_grow(sb, n + 1);
+    }
+    memcpy(sb->buf + sb->len, s, n);
+    sb->len += n;
+}
+
+void tb_sb_adds(tb_sb_t *sb, const char *s)
+{
+    tb_sb_add(sb, s, strlen(s));
+}
+
+void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    apr_size_t i, run = 0;
+
+    tb_sb_add(sb, "\"", 1);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[6];
+        apr_size_t elen = 2;
+
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        tb_sb_add(sb, s + run, i - run);
+        run = i + 1;
+        esc[0] = '\\';
+        switch (c) {
+        case '"':  esc[1] = '"';  break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n';  break;
+        case '\r': esc[1] = 'r';  break;
+        case '\t': esc[1] = 't';  break;
+        case '\b': esc[1] = 'b';  break;
+        case '\f': esc[1] = 'f';  break;
+        default:
+            esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+            esc[4] = hex[c >> 4]; esc[5] = hex[c & 0xF];
+            elen = 6;
+        }
+        tb_sb_add(sb, esc, elen);
+    }
+    tb_sb_add(sb, s + run, n - run);
+    tb_sb_add(sb, "\"", 1);
+}
+
+void tb_sb_add_time(tb_sb_t *sb, double t)
+{
+    char b[64];
+    /* apr_snprintf formats floats itself, so the locale cannot change '.' */
+    apr_size_t n = apr_snprintf(b, sizeof(b), "%.6f", t);
+    tb_sb_add(sb, b, n);
+}
+
+const char *tb_sb_str(tb_sb_t *sb)
+{
+    if (sb->cap == sb->len) {
+        tb_sb_grow(sb, 1);
+    }
+    sb->buf[sb->len] = '\0';
+    return sb->buf;
+}

@@ -1,0 +1,102 @@
+/* Licensed to the Apache Software Foundation (ASF) under one or more
+ * contributor license agreements.  See the NOTICE file distributed with
+ * this work for additional information regarding copyright ownership.
+ * The ASF licenses this file to You under the Apache License, Version 2.0
+ * (the "License"); you may not use this file except in compliance with
+ * the License.  You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/**
+ * @file tb_json.h
+ * @brief Strict RFC 8259 scanner and small JSON writing helpers.
+ *
+ * json-c 0.16 accepts things the contract forbids (NaN, 1e400, saturated
+ * integers, NUL in keys, lone surrogates, raw control characters) and
+ * cannot validate UTF-8 split across reads.  The scanner checks the whole
+ * body once, without building a tree, and records where each element of
+ * the top-level "commands" array lies, so that json-c later parses one
+ * command at a time and peak memory stays near the body size.
+ */
+
+#ifndef TB_JSON_H
+#define TB_JSON_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+/** Deepest nesting of objects and arrays accepted (SPEC §2). */
+#define TB_JSON_MAX_DEPTH 32
+
+typedef enum {
+    TB_JSON_NONE = 0,
+    TB_JSON_NULL,
+    TB_JSON_BOOL,
+    TB_JSON_NUMBER,
+    TB_JSON_STRING,
+    TB_JSON_ARRAY,
+    TB_JSON_OBJECT
+} tb_json_type;
+
+/** Where one value lies in the scanned text. */
+typedef struct {
+    apr_size_t start;      /* offset of its first byte */
+    apr_size_t len;        /* length of its text */
+    tb_json_type type;
+    apr_size_t members;    /* object members inside it, at any depth */
+} tb_json_span;
+
+/** What the scanner learnt about a body. */
+typedef struct {
+    tb_json_type top;           /* type of the top-level value */
+    apr_size_t top_members;     /* object members in the whole text */
+    int has_commands;           /* top-level object has "commands" */
+    tb_json_span commands;      /* its value */
+    apr_array_header_t *items;  /* tb_json_span of the first max_items elements */
+    apr_size_t n_items;         /* number of elements, all counted */
+} tb_json_scan_t;
+
+/**
+ * Check that @a text is one strict RFC 8259 value and nothing else.
+ * Rejects invalid UTF-8 (overlong, surrogates, > U+10FFFF), a BOM, raw
+ * control characters, NUL and lone surrogates in \\u escapes, numbers that
+ * overflow a double, integer literals outside the 64-bit range (json-c would
+ * saturate them), nesting deeper than TB_JSON_MAX_DEPTH, and duplicate keys
+ * in the top-level object.
+ * @param p pool for the result
+ * @param text the bytes; need not be NUL-terminated
+ * @param len their number
+ * @param max_items record at most this many "commands" elements (the rest
+ *        are checked and counted only, so a hostile array costs no memory)
+ * @param out filled on success
+ * @return NULL on success, else a short reason for the log (not for clients)
+ */
+const char *tb_json_scan(apr_pool_t *p, const char *text, apr_size_t len,
+                         apr_size_t max_items, tb_json_scan_t *out);
+
+/** A string builder in a pool: grows by doubling. */
+typedef struct {
+    apr_pool_t *pool;
+    char *buf;
+    apr_size_t len;
+    apr_size_t cap;
+} tb_sb_t;
+
+void tb_sb_init(tb_sb_t *sb, apr_pool_t *p, apr_size_t hint);
+void tb_sb_add(tb_sb_t *sb, const char *s, apr_size_t n);
+void tb_sb_adds(tb_sb_t *sb, const char *s);
+/** Append @a s as a quoted JSON string (input is valid UTF-8). */
+void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n);
+/** Append a Unix time in seconds with microseconds. */
+void tb_sb_add_time(tb_sb_t *sb, double t);
+/** NUL-terminate and return the text. */
+const char *tb_sb_str(tb_sb_t *sb);
+
+#endif /* TB_JSON_H */

@@ -1,0 +1,62 @@
+/* Licensed to the Apache Software Foundation (ASF) under one or more
+ * contributor license agreements.  See the NOTICE file distributed with
+ * this work for additional information regarding copyright ownership.
+ * The ASF licenses this file to You under the Apache License, Version 2.0
+ * (the "License"); you may not use this file except in compliance with
+ * the License.  You may obtain a copy of the License at
+ *
+ *     http://www.apache.org/licenses/LICENSE-2.0
+ *
+ * Unless required by applicable law or agreed to in writing, software
+ * distributed under the License is distributed on an "AS IS" BASIS,
+ * WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+ * See the License for the specific language governing permissions and
+ * limitations under the License.
+ */
+
+/**
+ * @file tb_store.h
+ * @brief Validated commands -> rows, through apr_dbd.  No httpd here: the
+ * module hands in the connection mod_dbd gave it, the unit tests one they
+ * opened themselves.  Engine differences live in tb_store.c only.
+ */
+
+#ifndef TB_STORE_H
+#define TB_STORE_H
+
+#include <apr_dbd.h>
+#include <apr_time.h>
+
+#include "tb_batch.h"
+
+/** Per-connection state: prepared statements, engine settings. */
+typedef struct tb_store tb_store;
+
+/**
+ * Find the state kept with a connection, or set the connection up on
+ * first use: engine settings (SQLite: WAL, synchronous=FULL, busy
+ * handler), the schema when missing, the prepared statements.
+ * @param conn_pool the connection's own pool (ap_dbd_t.pool); the state
+ *        lives and dies with it
+ * @param wait how long to wait for the database lock during setup
+ * @param out the state
+ * @return NULL, or a reason for the log
+ */
+const char *tb_store_attach(apr_pool_t *conn_pool,
+                            const apr_dbd_driver_t *driver, apr_dbd_t *handle,
+                            apr_interval_time_t wait, tb_store **out);
+
+/**
+ * Record the valid commands of a batch in one transaction, committed
+ * before returning.  Nothing is kept when anything fails.
+ * @param p request pool
+ * @param project the project token
+ * @param received receipt time, Unix seconds
+ * @param wait how long to wait for the database lock (SQLite)
+ * @return NULL when committed, or a reason for the log
+ */
+const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
+                           const tb_batch *batch, double received,
+                           apr_interval_time_t wait);
+
+#endif /* TB_STORE_H */
