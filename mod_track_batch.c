@@ -26,6 +26,7 @@
  * -> tb_store_write (one transaction through mod_dbd) -> answer.
  */
 
+#include "apr_crypto.h"
 #include "apr_dbd.h"
 #include "apr_lib.h"
 #include "apr_optional.h"
@@ -38,7 +39,9 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "mod_dbd.h"
+#include "util_filter.h"
 
+#include "tb_auth.h"
 #include "tb_batch.h"
 #include "tb_store.h"
 
@@ -57,6 +60,12 @@ module AP_MODULE_DECLARE_DATA track_batch_module;
 #define TB_DEF_MAX_NAME_LEN      128
 #define TB_DEF_BUSY_TIMEOUT_MS   5000
 #define TB_DEF_RETRY_AFTER       5
+#define TB_DEF_KEY_CACHE_TTL     30      /* seconds a revoked key may live on */
+#define TB_KEY_CACHE_MAX         10000
+
+#define TB_REALM "Bloomreach Tracking API"
+#define TB_REDACT_FILTER "TRACK_BATCH_REDACT"
+#define TB_REDACTED "redacted"
 
 /* Project tokens: 1-64 of [A-Za-z0-9_-] (SPEC §1). */
 #define TB_MAX_TOKEN 64
@@ -70,12 +79,23 @@ typedef struct {
     apr_array_header_t *id_types;   /* TrackBatchCustomerId, of tb_id_type */
     apr_off_t busy_timeout;         /* TrackBatchBusyTimeout, ms */
     int retry_after;                /* TrackBatchRetryAfter, seconds */
+    int auth;                       /* TrackBatchAuth: 1 keys required */
 } tb_dir_conf;
 
 typedef struct {
     ap_dbd_t *(*dbd_acquire)(request_rec *);  /* mod_dbd, found at startup */
     apr_array_header_t *default_ids;          /* registered hard, cookie soft */
+    apr_off_t key_cache_ttl;                  /* TrackBatchKeyCacheTTL, s */
+    tb_keycache *keys;                        /* per child, from child_init */
 } tb_server_conf;
+
+/* Credentials taken off a request before httpd logs it (trace4 dumps the
+ * headers, trace5 the request line): see tb_pre_read_request. */
+typedef struct {
+    char *authorization;            /* the Authorization header */
+    char *query_token;              /* ?access_token= */
+    int line_done;                  /* the request line went by */
+} tb_req_creds;
 
 /* The routes under /track/v2/projects/{token}/ (SPEC §1). */
 typedef struct {
@@ -108,6 +128,7 @@ static void *tb_create_dir_conf(apr_pool_t *p, char *dir)
     c->max_body = TB_UNSET;
     c->busy_timeout = TB_UNSET;
     c->retry_after = TB_UNSET;
+    c->auth = TB_UNSET;
     return c;
 }
 
@@ -125,6 +146,7 @@ static void *tb_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     TB_MERGE(max_body);
     TB_MERGE(busy_timeout);
     TB_MERGE(retry_after);
+    TB_MERGE(auth);
     c->id_types = add->id_types ? add->id_types : base->id_types;
     return c;
 }
@@ -141,7 +163,18 @@ static void *tb_create_server_conf(apr_pool_t *p, server_rec *s)
     t = apr_array_push(sc->default_ids);
     t->name = "cookie";
     t->hard = 0;
+    sc->key_cache_ttl = TB_UNSET;
     return sc;
+}
+
+static void *tb_merge_server_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    tb_server_conf *base = basev, *add = addv;
+    tb_server_conf *c = apr_pmemdup(p, add, sizeof(*c));
+
+    c->key_cache_ttl = add->key_cache_ttl != TB_UNSET ? add->key_cache_ttl
+                                                      : base->key_cache_ttl;
+    return c;
 }
 
 /* Effective values: a directive, else the default. */
@@ -266,6 +299,22 @@ static const char *tb_set_customer_id(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *tb_set_auth(cmd_parms *cmd, void *dconf, int on)
+{
+    ((tb_dir_conf *)dconf)->auth = on;
+    return NULL;
+}
+
+static const char *tb_set_key_cache_ttl(cmd_parms *cmd, void *dummy,
+                                        const char *arg)
+{
+    tb_server_conf *sc = ap_get_module_config(cmd->server->module_config,
+                                              &track_batch_module);
+    const char *err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT);
+
+    return err ? err : tb_parse_num(cmd, arg, 0, 3600, &sc->key_cache_ttl);
+}
+
 static const command_rec tb_cmds[] = {
     AP_INIT_TAKE1("TrackBatchMaxCommands", tb_set_max_commands, NULL,
                   ACCESS_CONF, "Most commands in one batch (default 50)"),
@@ -294,6 +343,13 @@ static const command_rec tb_cmds[] = {
     AP_INIT_TAKE1("TrackBatchRetryAfter", tb_set_retry_after, NULL,
                   ACCESS_CONF, "Seconds sent in Retry-After with 503 "
                   "(default 5)"),
+    AP_INIT_FLAG("TrackBatchAuth", tb_set_auth, NULL, ACCESS_CONF,
+                 "On (default): every request needs an access key; Off: "
+                 "open, for trusted networks only"),
+    AP_INIT_TAKE1("TrackBatchKeyCacheTTL", tb_set_key_cache_ttl, NULL,
+                  RSRC_CONF, "Seconds a looked-up key is trusted before it "
+                  "is read again; a revoked key works at most this long "
+                  "(default 30, 0 = no cache)"),
     { NULL }
 };
 
@@ -331,6 +387,15 @@ static int tb_refuse_unread(request_rec *r, int status, const char *text)
         r->connection->keepalive = AP_CONN_CLOSE;
     }
     return tb_reply_error(r, status, text);
+}
+
+static int tb_unauthorized(request_rec *r, const char *text)
+{
+    apr_table_add(r->headers_out, "WWW-Authenticate",
+                  "Basic realm=\"" TB_REALM "\", charset=\"UTF-8\"");
+    apr_table_add(r->headers_out, "WWW-Authenticate",
+                  "Token realm=\"" TB_REALM "\"");
+    return tb_refuse_unread(r, HTTP_UNAUTHORIZED, text);
 }
 
 static int tb_unavailable(request_rec *r, const tb_dir_conf *conf)
@@ -497,6 +562,279 @@ static double tb_seconds(apr_time_t t)
     return (double)t / APR_USEC_PER_SEC;
 }
 
+/* The database connection and its store state, once per request. */
+static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
+                                const tb_server_conf *sconf, tb_store **store)
+{
+    ap_dbd_t *dbd;
+
+    if (*store) {
+        return NULL;
+    }
+    dbd = sconf->dbd_acquire(r);
+    if (!dbd) {
+        return "no database connection from mod_dbd (see its DBDriver / "
+               "DBDParams)";
+    }
+    return tb_store_attach(dbd->pool, dbd->driver, dbd->handle,
+                           tb_busy_timeout(conf), store);
+}
+
+/*--------------------------------------------------------------------------*/
+/* Keeping credentials out of the logs                                      */
+
+/* Does the path look like one of ours?  Decided before the location walk,
+ * so by the path alone. */
+static int tb_our_path(const char *path)
+{
+    return path && strstr(path, TB_ROUTES_PREFIX) != NULL;
+}
+
+static tb_req_creds *tb_creds(request_rec *r)
+{
+    tb_req_creds *rc = ap_get_module_config(r->request_config,
+                                            &track_batch_module);
+    if (!rc) {
+        rc = apr_pcalloc(r->pool, sizeof(*rc));
+        ap_set_module_config(r->request_config, &track_batch_module, rc);
+    }
+    return rc;
+}
+
+/* Rewrite every access_token=VALUE in the query part of a request line
+ * to access_token=redacted, keeping the first value. */
+static char *tb_redact_line(apr_pool_t *p, const char *line, apr_size_t len,
+                            char **token, apr_size_t *outlen)
+{
+    static const char name[] = "access_token=";
+    const char *q = memchr(line, '?', len), *end = line + len, *at;
+    char *out, *o;
+
+    if (!q) {
+        return NULL;
+    }
+    out = o = apr_palloc(p, len + 1);
+    memcpy(o, line, q - line);
+    o += q - line;
+    at = q;
+    while (at < end) {
+        const char *v;
+        apr_size_t n;
+
+        if ((*at == '?' || *at == '&') && (apr_size_t)(end - at) > sizeof(name) - 1
+            && !memcmp(at + 1, name, sizeof(name) - 1)) {
+            v = at + sizeof(name);
+            /* the line is not NUL-terminated: bound the scan by its end */
+            for (n = 0; v + n < end && !strchr("& \t\r\n#", v[n]); n++) {
+            }
+            if (!*token) {
+                *token = apr_pstrmemdup(p, v, n);
+            }
+            memcpy(o, at, sizeof(name));
+            o += sizeof(name);
+            if (n) {
+                memcpy(o, TB_REDACTED, sizeof(TB_REDACTED) - 1);
+                o += n < sizeof(TB_REDACTED) - 1 ? n : sizeof(TB_REDACTED) - 1;
+            }
+            at = v + n;
+            continue;
+        }
+        *o++ = *at++;
+    }
+    *outlen = o - out;
+    return out;
+}
+
+/* Input filter on the request line only: httpd logs the line at trace5
+ * before any hook runs, and %r logs it again, so the token must be gone
+ * before httpd reads it.  Removes itself after the first line. */
+static apr_status_t tb_redact_filter(ap_filter_t *f, apr_bucket_brigade *bb,
+                                     ap_input_mode_t mode,
+                                     apr_read_type_e block,
+                                     apr_off_t readbytes)
+{
+    tb_req_creds *rc = f->ctx;
+    apr_status_t rv = ap_get_brigade(f->next, bb, mode, block, readbytes);
+    char *line, *redacted;
+    apr_size_t len, newlen;
+
+    if (rv != APR_SUCCESS || mode != AP_MODE_GETLINE || rc->line_done) {
+        return rv;
+    }
+    rv = apr_brigade_pflatten(bb, &line, &len, f->r->pool);
+    if (rv != APR_SUCCESS) {
+        return rv;
+    }
+    if (len == 0 || (len <= 2 && line[len - 1] == '\n')) {
+        return APR_SUCCESS;              /* blank lines before a request */
+    }
+    rc->line_done = 1;
+    ap_remove_input_filter(f);
+    redacted = tb_redact_line(f->r->pool, line, len, &rc->query_token,
+                              &newlen);
+    if (redacted && rc->query_token) {
+        apr_brigade_cleanup(bb);
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_pool_create(
+            redacted, newlen, f->r->pool, f->c->bucket_alloc));
+    }
+    return APR_SUCCESS;
+}
+
+static void tb_pre_read_request(request_rec *r, conn_rec *c)
+{
+    ap_add_input_filter(TB_REDACT_FILTER, tb_creds(r), r, c);
+}
+
+/* Take Authorization off our requests before httpd dumps the headers
+ * (trace4); the handler reads it from the request config. */
+static int tb_post_read_request(request_rec *r)
+{
+    const char *auth;
+
+    if (!tb_our_path(r->uri)) {
+        return DECLINED;
+    }
+    auth = apr_table_get(r->headers_in, "Authorization");
+    if (auth) {
+        tb_req_creds *rc = tb_creds(r);
+        rc->authorization = apr_pstrdup(r->pool, auth);
+        /* the header's own copy lives in this request's pool: wipe it */
+        apr_crypto_memzero((char *)auth, strlen(auth));
+        apr_table_setn(r->headers_in, "Authorization", TB_REDACTED);
+    }
+    return DECLINED;
+}
+
+/*--------------------------------------------------------------------------*/
+/* Authentication                                                           */
+
+/* For tb_authenticate: an answer was written, there is no key. */
+static const tb_key *tb_answered(int status)
+{
+    (void)status;
+    return NULL;
+}
+
+/* The request's key, or NULL when an answer (401/403/404/503) has been
+ * written instead. */
+static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
+                                     const tb_server_conf *sconf,
+                                     const char *project, tb_store **store)
+{
+    tb_req_creds *rc = tb_creds(r);
+    const char *query = rc->query_token;
+    const char *why;
+    char lookup[TB_DIGEST_HEX + 1];
+    tb_cred cred;
+    tb_key *key = NULL;
+    int exists;
+
+    if (!query && r->args) {
+        /* the request line did not pass our filter (HTTP/2): parse here */
+        char *copy = apr_pstrdup(r->pool, r->args), *last, *pair;
+        for (pair = apr_strtok(copy, "&", &last); pair;
+             pair = apr_strtok(NULL, "&", &last)) {
+            if (!strncmp(pair, "access_token=", 13)) {
+                query = pair + 13;
+                break;
+            }
+        }
+    }
+    tb_cred_parse(r->pool, rc->authorization
+                  ? rc->authorization
+                  : apr_table_get(r->headers_in, "Authorization"),
+                  query, &cred);
+    if (rc->authorization) {
+        apr_crypto_memzero(rc->authorization, strlen(rc->authorization));
+    }
+    if (rc->query_token) {
+        apr_crypto_memzero(rc->query_token, strlen(rc->query_token));
+    }
+
+    if (cred.kind == TB_CRED_NONE) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00010)
+                      "no credentials");
+        return tb_answered(tb_unauthorized(r, "Authentication required: send "
+                                              "an access key."));
+    }
+    if (cred.kind == TB_CRED_MALFORMED) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00011)
+                      "malformed credentials");
+        return tb_answered(tb_unauthorized(r, "Malformed credentials."));
+    }
+
+    if (cred.kind == TB_CRED_PUBLIC) {
+        tb_sha256_hex(cred.key, strlen(cred.key), lookup);
+    }
+    else {
+        apr_cpystrn(lookup, cred.key, sizeof(lookup));
+    }
+    if (cred.kind == TB_CRED_PRIVATE && strlen(cred.key) > TB_DIGEST_HEX) {
+        key = NULL;                      /* no such id can exist */
+    }
+    else if (sconf->keys) {
+        key = tb_keycache_get(sconf->keys, r->pool, lookup);
+    }
+    if (!key && !(cred.kind == TB_CRED_PRIVATE
+                  && strlen(cred.key) > TB_DIGEST_HEX)) {
+        why = tb_get_store(r, conf, sconf, store);
+        if (!why) {
+            why = tb_store_find_key(*store, r->pool,
+                                    cred.kind == TB_CRED_PUBLIC, lookup, &key);
+        }
+        if (why) {
+            tb_cred_wipe(&cred);
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00012)
+                          "looking up an access key failed: %s", why);
+            return tb_answered(tb_unavailable(r, conf));
+        }
+        if (key && sconf->keys) {
+            tb_keycache_put(sconf->keys, lookup, key);
+        }
+    }
+    if (!key || key->disabled) {
+        tb_cred_wipe(&cred);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00013)
+                      "%s", !key ? "unknown access key"
+                                 : apr_psprintf(r->pool, "key %s is disabled",
+                                                key->key_id));
+        return tb_answered(tb_unauthorized(r, "Access key not found"));
+    }
+    if (cred.kind == TB_CRED_PRIVATE
+        && !tb_secret_ok(key, cred.secret, cred.secret_len,
+                         tb_seconds(apr_time_now()))) {
+        tb_cred_wipe(&cred);
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00014)
+                      "wrong secret for key %s", key->key_id);
+        return tb_answered(tb_refuse_unread(r, HTTP_FORBIDDEN,
+                                            "Invalid secret"));
+    }
+    tb_cred_wipe(&cred);
+
+    if (strcmp(key->project, project)) {
+        why = tb_get_store(r, conf, sconf, store);
+        if (!why) {
+            why = tb_store_project_exists(*store, r->pool, project, &exists);
+        }
+        if (why) {
+            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00015)
+                          "looking up a project failed: %s", why);
+            return tb_answered(tb_unavailable(r, conf));
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00016)
+                      "key %s belongs to another project than '%s'",
+                      key->key_id, project);
+        if (!exists) {
+            return tb_answered(tb_refuse_unread(r, HTTP_NOT_FOUND,
+                               "The requested URL was not found on the "
+                               "server."));
+        }
+        return tb_answered(tb_refuse_unread(r, HTTP_FORBIDDEN,
+                           "Access key is not valid for this project."));
+    }
+    return key;
+}
+
 static int tb_handler(request_rec *r)
 {
     const tb_dir_conf *conf;
@@ -505,8 +843,8 @@ static int tb_handler(request_rec *r)
     const char *project = NULL, *text, *why, *answer;
     tb_limits lim;
     tb_batch batch;
-    tb_store *store;
-    ap_dbd_t *dbd;
+    tb_store *store = NULL;
+    const tb_key *key = NULL;
     apr_off_t limit;
     apr_size_t len = 0;
     char *body = NULL;
@@ -535,6 +873,12 @@ static int tb_handler(request_rec *r)
         apr_table_setn(r->headers_out, "Allow", route->allow);
         return tb_refuse_unread(r, HTTP_METHOD_NOT_ALLOWED, "The method is not "
                               "allowed for the requested URL.");
+    }
+    if (conf->auth != 0) {
+        key = tb_authenticate(r, conf, sconf, project, &store);
+        if (!key) {
+            return OK;                   /* refused, answer written */
+        }
     }
     if (route->body < 0) {
         answer = tb_answer_time(r->pool, tb_seconds(apr_time_now()), &len);
@@ -603,16 +947,11 @@ static int tb_handler(request_rec *r)
         return tb_reply_error(r, HTTP_BAD_REQUEST, text);
     }
 
+    if (key) {
+        tb_authorize(r->pool, &batch, key);
+    }
     if (batch.n_valid > 0) {
-        dbd = sconf->dbd_acquire(r);
-        if (!dbd) {
-            ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00006)
-                          "no database connection from mod_dbd "
-                          "(see its DBDriver / DBDParams)");
-            return tb_unavailable(r, conf);
-        }
-        why = tb_store_attach(dbd->pool, dbd->driver, dbd->handle,
-                              tb_busy_timeout(conf), &store);
+        why = tb_get_store(r, conf, sconf, &store);
         if (!why) {
             why = tb_store_write(store, r->pool, project, &batch, received,
                                  tb_busy_timeout(conf));
@@ -656,10 +995,41 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
+/* One key cache per server and child process, shared by its threads. */
+static void tb_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    server_rec *sv;
+
+    for (sv = s; sv; sv = sv->next) {
+        tb_server_conf *sc = ap_get_module_config(sv->module_config,
+                                                  &track_batch_module);
+        apr_off_t ttl = sc->key_cache_ttl != TB_UNSET ? sc->key_cache_ttl
+                                                      : TB_DEF_KEY_CACHE_TTL;
+        apr_status_t rv = APR_SUCCESS;
+
+        sc->keys = NULL;
+        if (ttl > 0) {
+            rv = tb_keycache_create(pchild, apr_time_from_sec(ttl),
+                                    TB_KEY_CACHE_MAX, &sc->keys);
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, sv, TBLOGNO(00017)
+                         "no key cache in this process: every request "
+                         "will look its key up");
+        }
+    }
+}
+
 static void tb_register_hooks(apr_pool_t *p)
 {
     ap_hook_post_config(tb_post_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(tb_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_read_request(tb_pre_read_request, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_read_request(tb_post_read_request, NULL, NULL,
+                              APR_HOOK_REALLY_FIRST);
     ap_hook_handler(tb_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_register_input_filter(TB_REDACT_FILTER, tb_redact_filter, NULL,
+                             AP_FTYPE_PROTOCOL);
 }
 
 AP_DECLARE_MODULE(track_batch) = {
@@ -667,7 +1037,7 @@ AP_DECLARE_MODULE(track_batch) = {
     tb_create_dir_conf,         /* create per-directory config */
     tb_merge_dir_conf,          /* merge per-directory config */
     tb_create_server_conf,      /* create per-server config */
-    NULL,                       /* merge per-server config */
+    tb_merge_server_conf,       /* merge per-server config */
     tb_cmds,                    /* directives */
     tb_register_hooks,          /* register hooks */
     AP_MODULE_FLAG_NONE         /* flags */

@@ -389,7 +389,7 @@ static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
         tb_error(p, c, "Field 'data' must be an object.");
         return;
     }
-    if (n[9] == '\0') {
+    if (!strcmp(n, "customers")) {
         tb_check_customer(p, data, lim, now, c);
     }
     else {

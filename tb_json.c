@@ -234,7 +234,7 @@ static int tb_digits_cmp(const unsigned char *d, const char *bound)
 static int tb_scan_number(tb_scanner *sc)
 {
     const unsigned char *s = sc->s;
-    apr_size_t start = sc->pos, int_start, int_end, frac_start = 0,
+    apr_size_t int_start, int_end, frac_start = 0,
                frac_end = 0, i, first_nz, ndig;
     int neg = 0, has_frac = 0, has_exp = 0, exp_neg = 0;
     long long exp = 0, lead;
@@ -339,7 +339,6 @@ static int tb_scan_number(tb_scanner *sc)
             return tb_fail(sc, "number overflows a double");
         }
     }
-    (void)start;
     return 0;
 }
 

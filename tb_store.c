@@ -21,12 +21,14 @@
  * values are bound; no SQL text is ever built from request data.
  */
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <apr_hash.h>
 #include <apr_strings.h>
 #include <sqlite3.h>
 
+#include "tb_auth.h"
 #include "tb_json.h"
 #include "tb_store.h"
 
@@ -41,6 +43,10 @@ typedef enum {
     TB_ADD_EVENT,
     TB_ADD_UPDATE,
     TB_SET_PROPERTY,
+    TB_KEY_BY_ID,
+    TB_KEY_BY_TOKEN,
+    TB_KEY_PERMS,
+    TB_FIND_PROJECT,
     TB_NSTMT
 } tb_stmt;
 
@@ -67,7 +73,17 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     " VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (customer_id, name) DO UPDATE"
     " SET value = excluded.value, updated_at = excluded.updated_at"
-    " WHERE excluded.updated_at >= tb_customer_properties.updated_at"
+    " WHERE excluded.updated_at >= tb_customer_properties.updated_at",
+
+    "SELECT key_id, project, kind, secret_digest, old_digest, old_until,"
+    " disabled FROM tb_keys WHERE key_id = %s AND kind = 'private'",
+
+    "SELECT key_id, project, kind, secret_digest, old_digest, old_until,"
+    " disabled FROM tb_keys WHERE token_digest = %s AND kind = 'public'",
+
+    "SELECT what, name FROM tb_key_permissions WHERE key_id = %s",
+
+    "SELECT token FROM tb_projects WHERE token = %s"
 };
 
 struct tb_store {
@@ -369,6 +385,89 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
          * next request on this pooled connection could not BEGIN */
         apr_dbd_query(s->driver, s->handle, &nrows, "ROLLBACK");
         return what;
+    }
+    return NULL;
+}
+
+/*--------------------------------------------------------------------------*/
+/* Keys                                                                     */
+
+static void tb_copy_digest(char *dst, const char *src)
+{
+    apr_cpystrn(dst, src && strlen(src) == TB_DIGEST_HEX ? src : "",
+                TB_DIGEST_HEX + 1);
+}
+
+const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
+                              const char *lookup, tb_key **out)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    tb_key *k = NULL;
+    int rv;
+
+    *out = NULL;
+    rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
+                          s->stmt[is_public ? TB_KEY_BY_TOKEN : TB_KEY_BY_ID],
+                          1, lookup);
+    if (rv) {
+        return tb_dbd_error(s, p, "looking up a key", rv);
+    }
+    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
+        const char *until = apr_dbd_get_entry(s->driver, row, 5);
+        const char *disabled = apr_dbd_get_entry(s->driver, row, 6);
+
+        k = apr_pcalloc(p, sizeof(*k));
+        k->key_id = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 0));
+        k->project = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 1));
+        k->is_public = is_public;
+        tb_copy_digest(k->digest, apr_dbd_get_entry(s->driver, row, 3));
+        tb_copy_digest(k->old_digest, apr_dbd_get_entry(s->driver, row, 4));
+        k->old_until = until ? strtod(until, NULL) : 0;
+        k->disabled = disabled && strcmp(disabled, "0") != 0;
+    }
+    if (!k) {
+        return NULL;
+    }
+
+    res = NULL;
+    rv = apr_dbd_pvselect(s->driver, p, s->handle, &res, s->stmt[TB_KEY_PERMS],
+                          1, k->key_id);
+    if (rv) {
+        return tb_dbd_error(s, p, "reading a key's permissions", rv);
+    }
+    k->customers = apr_array_make(p, 4, sizeof(const char *));
+    k->events = apr_array_make(p, 4, sizeof(const char *));
+    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
+        const char *what = apr_dbd_get_entry(s->driver, row, 0);
+        const char *name = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 1));
+        int events = !strcmp(what, "events");
+
+        if (!strcmp(name, "*")) {
+            *(events ? &k->events_all : &k->customers_all) = 1;
+        }
+        else {
+            APR_ARRAY_PUSH(events ? k->events : k->customers, const char *) = name;
+        }
+    }
+    *out = k;
+    return NULL;
+}
+
+const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
+                                    const char *project, int *exists)
+{
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
+    int rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
+                              s->stmt[TB_FIND_PROJECT], 1, project);
+
+    *exists = 0;
+    if (rv) {
+        return tb_dbd_error(s, p, "looking up a project", rv);
+    }
+    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
+        *exists = 1;
     }
     return NULL;
 }

@@ -59,4 +59,20 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            const tb_batch *batch, double received,
                            apr_interval_time_t wait);
 
+struct tb_key;
+
+/**
+ * Find an access key and its permissions.
+ * @param is_public look up a public key by the hex SHA-256 of the key;
+ *        else a private key by its id
+ * @param out the key, or NULL when there is none
+ * @return NULL, or a reason for the log (database failure)
+ */
+const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
+                              const char *lookup, struct tb_key **out);
+
+/** Whether a project exists. */
+const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
+                                    const char *project, int *exists);
+
 #endif /* TB_STORE_H */

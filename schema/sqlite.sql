@@ -61,3 +61,34 @@ CREATE TABLE IF NOT EXISTS tb_customer_properties (
     updated_at  REAL NOT NULL,
     PRIMARY KEY (customer_id, name)
 );
+
+-- Projects and their access keys (managed with track-batch-admin).
+CREATE TABLE IF NOT EXISTS tb_projects (
+    token       TEXT PRIMARY KEY,
+    name        TEXT,
+    created_at  REAL NOT NULL
+);
+
+-- A public key is used whole ("Token <key>", ?access_token=<key>) and is
+-- found by the SHA-256 of it; a private key is "Basic key_id:secret" and
+-- keeps only the SHA-256 of its secret.  Plaintext is never stored.
+CREATE TABLE IF NOT EXISTS tb_keys (
+    key_id        TEXT PRIMARY KEY,
+    project       TEXT NOT NULL REFERENCES tb_projects (token),
+    kind          TEXT NOT NULL CHECK (kind IN ('public', 'private')),
+    token_digest  TEXT UNIQUE,            -- public: hex SHA-256 of the key
+    secret_digest TEXT,                   -- private: hex SHA-256 of the secret
+    old_digest    TEXT,                   -- private: the secret before rotation
+    old_until     REAL,                   -- ... accepted until then
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    REAL NOT NULL
+);
+
+-- What a key may do: 'customers' (update customer properties) or 'events'
+-- (add events), for every name ('*') or one property name / event type.
+CREATE TABLE IF NOT EXISTS tb_key_permissions (
+    key_id      TEXT NOT NULL REFERENCES tb_keys (key_id),
+    what        TEXT NOT NULL CHECK (what IN ('customers', 'events')),
+    name        TEXT NOT NULL,
+    PRIMARY KEY (key_id, what, name)
+);

@@ -105,3 +105,27 @@ sub raw_http {
 }
 
 1;
+
+package TB;
+
+# Run track-batch-admin against the test database; returns its key=value
+# lines as a hash (plus 'out' and 'status').
+sub admin {
+    my @args = @_;
+    my $bin = $ENV{TB_ADMIN} or die "TB_ADMIN is not set (use t/run-suite)";
+    my $db  = db_path();
+    my $out = qx{"$bin" -p "$db" @{[ map { "'$_'" } @args ]} 2>/dev/null};
+    my %h = (out => $out, status => $? >> 8);
+    for (split /\n/, $out) { $h{$1} = $2 if /^(\w+)=(.*)$/ }
+    return \%h;
+}
+
+sub basic {
+    my ($id, $secret) = @_;
+    require MIME::Base64;
+    return 'Basic ' . MIME::Base64::encode_base64("$id:$secret", '');
+}
+
+push @EXPORT_OK, qw(admin basic);
+
+1;
