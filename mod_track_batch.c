@@ -30,6 +30,7 @@
 #include "apr_dbd.h"
 #include "apr_lib.h"
 #include "apr_optional.h"
+#include "apr_shm.h"
 #include "apr_strings.h"
 
 #include "httpd.h"
@@ -43,6 +44,7 @@
 
 #include "tb_auth.h"
 #include "tb_batch.h"
+#include "tb_rate.h"
 #include "tb_store.h"
 
 module AP_MODULE_DECLARE_DATA track_batch_module;
@@ -63,6 +65,9 @@ module AP_MODULE_DECLARE_DATA track_batch_module;
 #define TB_DEF_KEY_CACHE_TTL     30      /* seconds a revoked key may live on */
 #define TB_KEY_CACHE_MAX         10000
 
+#define TB_RATE_SLOTS            65536   /* 512 KiB of shared memory */
+#define TB_CORS_MAX_AGE          "3600"
+
 #define TB_REALM "Bloomreach Tracking API"
 #define TB_REDACT_FILTER "TRACK_BATCH_REDACT"
 #define TB_REDACTED "redacted"
@@ -80,6 +85,11 @@ typedef struct {
     apr_off_t busy_timeout;         /* TrackBatchBusyTimeout, ms */
     int retry_after;                /* TrackBatchRetryAfter, seconds */
     int auth;                       /* TrackBatchAuth: 1 keys required */
+    apr_array_header_t *cors;       /* TrackBatchCorsOrigin: const char * */
+    int addr_limit;                 /* TrackBatchRateLimit address: requests */
+    int addr_period;                /* ... per this many seconds */
+    int key_limit;                  /* TrackBatchRateLimit key */
+    int key_period;
 } tb_dir_conf;
 
 typedef struct {
@@ -87,6 +97,8 @@ typedef struct {
     apr_array_header_t *default_ids;          /* registered hard, cookie soft */
     apr_off_t key_cache_ttl;                  /* TrackBatchKeyCacheTTL, s */
     tb_keycache *keys;                        /* per child, from child_init */
+    int rate_used;                            /* a TrackBatchRateLimit exists */
+    tb_rate_table *rates;                     /* shared by all children */
 } tb_server_conf;
 
 /* Credentials taken off a request before httpd logs it (trace4 dumps the
@@ -129,6 +141,10 @@ static void *tb_create_dir_conf(apr_pool_t *p, char *dir)
     c->busy_timeout = TB_UNSET;
     c->retry_after = TB_UNSET;
     c->auth = TB_UNSET;
+    c->addr_limit = TB_UNSET;
+    c->addr_period = TB_UNSET;
+    c->key_limit = TB_UNSET;
+    c->key_period = TB_UNSET;
     return c;
 }
 
@@ -147,6 +163,11 @@ static void *tb_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     TB_MERGE(busy_timeout);
     TB_MERGE(retry_after);
     TB_MERGE(auth);
+    TB_MERGE(addr_limit);
+    TB_MERGE(addr_period);
+    TB_MERGE(key_limit);
+    TB_MERGE(key_period);
+    c->cors = add->cors ? add->cors : base->cors;
     c->id_types = add->id_types ? add->id_types : base->id_types;
     return c;
 }
@@ -315,6 +336,60 @@ static const char *tb_set_key_cache_ttl(cmd_parms *cmd, void *dummy,
     return err ? err : tb_parse_num(cmd, arg, 0, 3600, &sc->key_cache_ttl);
 }
 
+/* TrackBatchCorsOrigin https://shop.example [...] | * */
+static const char *tb_set_cors(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    tb_dir_conf *c = dconf;
+    const char *host;
+
+    if (strcmp(arg, "*")) {
+        host = !strncmp(arg, "https://", 8) ? arg + 8
+             : !strncmp(arg, "http://", 7) ? arg + 7 : NULL;
+        if (!host || !*host || strchr(host, '/')) {
+            return apr_psprintf(cmd->pool, "%s: '%s' is not an origin "
+                                "(scheme://host[:port]) or *",
+                                cmd->cmd->name, arg);
+        }
+    }
+    if (!c->cors) {
+        c->cors = apr_array_make(cmd->pool, 2, sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(c->cors, const char *) = apr_pstrdup(cmd->pool, arg);
+    return NULL;
+}
+
+/* TrackBatchRateLimit address|key REQUESTS SECONDS */
+static const char *tb_set_rate(cmd_parms *cmd, void *dconf, const char *what,
+                               const char *requests, const char *seconds)
+{
+    tb_dir_conf *c = dconf;
+    tb_server_conf *sc = ap_get_module_config(cmd->server->module_config,
+                                              &track_batch_module);
+    apr_off_t n, per;
+    const char *err = tb_parse_num(cmd, requests, 1, 100000000, &n);
+
+    if (!err) {
+        err = tb_parse_num(cmd, seconds, 1, 86400, &per);
+    }
+    if (err) {
+        return err;
+    }
+    if (!strcasecmp(what, "address")) {
+        c->addr_limit = (int)n;
+        c->addr_period = (int)per;
+    }
+    else if (!strcasecmp(what, "key")) {
+        c->key_limit = (int)n;
+        c->key_period = (int)per;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "%s: '%s' must be 'address' or 'key'",
+                            cmd->cmd->name, what);
+    }
+    sc->rate_used = 1;
+    return NULL;
+}
+
 static const command_rec tb_cmds[] = {
     AP_INIT_TAKE1("TrackBatchMaxCommands", tb_set_max_commands, NULL,
                   ACCESS_CONF, "Most commands in one batch (default 50)"),
@@ -350,6 +425,12 @@ static const command_rec tb_cmds[] = {
                   RSRC_CONF, "Seconds a looked-up key is trusted before it "
                   "is read again; a revoked key works at most this long "
                   "(default 30, 0 = no cache)"),
+    AP_INIT_ITERATE("TrackBatchCorsOrigin", tb_set_cors, NULL, ACCESS_CONF,
+                    "Origins allowed to call from a browser "
+                    "(scheme://host[:port]), or *"),
+    AP_INIT_TAKE3("TrackBatchRateLimit", tb_set_rate, NULL, ACCESS_CONF,
+                  "'address' or 'key', then at most REQUESTS per SECONDS, "
+                  "counted across all children; over it, 429"),
     { NULL }
 };
 
@@ -835,6 +916,68 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
     return key;
 }
 
+/*--------------------------------------------------------------------------*/
+/* CORS and rate limits                                                     */
+
+/* Mark the answer readable by the request's Origin when it is allowed;
+ * never with credentials (keys travel in headers, not cookies).  Returns
+ * whether it was. */
+static int tb_cors(request_rec *r, const tb_dir_conf *conf)
+{
+    const char *origin = apr_table_get(r->headers_in, "Origin");
+    int i;
+
+    if (!conf->cors) {
+        return 0;
+    }
+    apr_table_mergen(r->headers_out, "Vary", "Origin");
+    if (!origin) {
+        return 0;
+    }
+    for (i = 0; i < conf->cors->nelts; i++) {
+        const char *allowed = APR_ARRAY_IDX(conf->cors, i, const char *);
+        if (!strcmp(allowed, "*")) {
+            apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", "*");
+            return 1;
+        }
+        if (!strcasecmp(allowed, origin)) {
+            apr_table_set(r->headers_out, "Access-Control-Allow-Origin",
+                          origin);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Count this request against a limit; 1 when over it and answered 429. */
+static int tb_over_limit(request_rec *r, const tb_server_conf *sconf,
+                         const char *what, const char *who, int limit,
+                         int period)
+{
+    apr_time_t now = apr_time_sec(apr_time_now());
+    const char *id;
+    apr_uint32_t n;
+
+    if (limit == TB_UNSET || !sconf->rates) {
+        return 0;
+    }
+    id = apr_psprintf(r->pool, "%s/%d/%s", what, period, who);
+    n = tb_rate_hit(sconf->rates, id, strlen(id),
+                    (apr_uint32_t)(now / period));
+    if (n <= (apr_uint32_t)limit) {
+        return 0;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00018)
+                  "over the rate limit of %d requests per %d s per %s",
+                  limit, period, what);
+    apr_table_setn(r->headers_out, "Retry-After",
+                   apr_itoa(r->pool, (int)(period - now % period)));
+    tb_refuse_unread(r, HTTP_TOO_MANY_REQUESTS, apr_psprintf(r->pool,
+                     "Too many requests: at most %d per %d seconds per %s.",
+                     limit, period, what));
+    return 1;
+}
+
 static int tb_handler(request_rec *r)
 {
     const tb_dir_conf *conf;
@@ -864,9 +1007,23 @@ static int tb_handler(request_rec *r)
         return tb_refuse_unread(r, HTTP_NOT_FOUND, "The requested URL was not "
                               "found on the server.");
     }
+    /* a preflight carries no credentials: answered before any check */
     if (r->method_number == M_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", route->allow);
+        if (tb_cors(r, conf)) {
+            apr_table_setn(r->headers_out, "Access-Control-Allow-Methods",
+                           route->allow);
+            apr_table_setn(r->headers_out, "Access-Control-Allow-Headers",
+                           "Authorization, Content-Type");
+            apr_table_setn(r->headers_out, "Access-Control-Max-Age",
+                           TB_CORS_MAX_AGE);
+        }
         r->status = HTTP_NO_CONTENT;
+        return OK;
+    }
+    tb_cors(r, conf);
+    if (tb_over_limit(r, sconf, "address", r->useragent_ip, conf->addr_limit,
+                      conf->addr_period)) {
         return OK;
     }
     if (r->method_number != route->method) {
@@ -878,6 +1035,10 @@ static int tb_handler(request_rec *r)
         key = tb_authenticate(r, conf, sconf, project, &store);
         if (!key) {
             return OK;                   /* refused, answer written */
+        }
+        if (tb_over_limit(r, sconf, "key", key->key_id, conf->key_limit,
+                          conf->key_period)) {
+            return OK;
         }
     }
     if (route->body < 0) {
@@ -980,6 +1141,7 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     ap_dbd_t *(*acquire)(request_rec *) = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
     server_rec *sv;
+    int rate_used = 0;
 
     if (!acquire) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, TBLOGNO(00009)
@@ -991,6 +1153,32 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         tb_server_conf *sc = ap_get_module_config(sv->module_config,
                                                   &track_batch_module);
         sc->dbd_acquire = acquire;
+        rate_used |= sc->rate_used;
+    }
+
+    /* Rate counters: anonymous shared memory made here, in the parent, is
+     * inherited by every child; it lives until the next restart. */
+    if (rate_used) {
+        apr_shm_t *shm;
+        apr_uint64_t seed;
+        tb_rate_table *rates;
+        apr_status_t rv = apr_shm_create(&shm, tb_rate_size(TB_RATE_SLOTS),
+                                         NULL, pconf);
+        if (rv == APR_SUCCESS) {
+            rv = apr_generate_random_bytes((unsigned char *)&seed,
+                                           sizeof(seed));
+        }
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, TBLOGNO(00019)
+                         "no shared memory for TrackBatchRateLimit");
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        rates = tb_rate_init(apr_shm_baseaddr_get(shm), TB_RATE_SLOTS, seed);
+        for (sv = s; sv; sv = sv->next) {
+            tb_server_conf *sc = ap_get_module_config(sv->module_config,
+                                                      &track_batch_module);
+            sc->rates = rates;
+        }
     }
     return OK;
 }
