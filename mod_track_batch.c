@@ -492,14 +492,30 @@ static int tb_unavailable(request_rec *r, const tb_dir_conf *conf)
 /*--------------------------------------------------------------------------*/
 /* Request                                                                  */
 
-/* Find the route and project token in the path; NULL when unknown. */
+/* Find the route and project token in the path; NULL when unknown.  What
+ * comes before /track/v2/projects/ must lie within the <Location> path
+ * (/api for <Location /api>, nothing for <Location /track>), so a route
+ * cannot be smuggled deeper into the location. */
 static const tb_route *tb_find_route(request_rec *r, const char **project)
 {
+    /* core keeps the path of the innermost section that applied; only
+     * core's config is made for every section (ours only for sections
+     * holding one of our directives) */
+    const core_dir_config *core = ap_get_core_module_config(r->per_dir_config);
+    const char *location = core->d;
     const char *at = strstr(r->uri, TB_ROUTES_PREFIX);
     const char *tok, *slash;
     apr_size_t i, n;
 
     if (!at) {
+        return NULL;
+    }
+    n = at - r->uri;
+    if (core->r) {
+        /* <LocationMatch>: the pattern already chose the paths */
+    }
+    else if (n > 0 && (!location || strncmp(r->uri, location, n)
+                       || (location[n] && location[n] != '/'))) {
         return NULL;
     }
     tok = at + sizeof(TB_ROUTES_PREFIX) - 1;

@@ -19,8 +19,10 @@
  * single routes share every function below the body-level entry point.
  */
 
+#include <locale.h>
 #include <math.h>
 #include <string.h>
+#include <wctype.h>
 
 #include <apr_strings.h>
 #include <json-c/json.h>
@@ -111,22 +113,52 @@ static int tb_is_number(struct json_object *v)
            || json_object_is_type(v, json_type_double);
 }
 
+/* Is there a letter or digit beyond ASCII?  Classified by the C library's
+ * Unicode tables (C.UTF-8, a thread-safe locale object); when that locale
+ * is missing, any non-ASCII character counts. */
+static int tb_has_unicode_alnum(const unsigned char *c)
+{
+    locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    int found = 0;
+
+    while (*c && !found) {
+        unsigned cp;
+        int n, i;
+
+        if (*c < 0x80)      { c++; continue; }
+        else if (*c < 0xE0) { cp = *c & 0x1F; n = 1; }
+        else if (*c < 0xF0) { cp = *c & 0x0F; n = 2; }
+        else                { cp = *c & 0x07; n = 3; }
+        for (i = 1; i <= n && c[i]; i++) {
+            cp = (cp << 6) | (c[i] & 0x3F);
+        }
+        c += i;
+        found = loc ? iswalnum_l((wint_t)cp, loc) != 0 : 1;
+    }
+    if (loc) {
+        freelocale(loc);
+    }
+    return found;
+}
+
 /* A usable id value has a letter or digit and is not a JS placeholder.
- * Bytes >= 0x80 belong to non-ASCII characters, which count as letters. */
+ * The text is valid UTF-8 (the scanner saw to it). */
 static int tb_usable_id(const char *s)
 {
     const unsigned char *c;
+    int non_ascii = 0;
 
     if (!strcasecmp(s, "null") || !strcasecmp(s, "undefined")) {
         return 0;
     }
     for (c = (const unsigned char *)s; *c; c++) {
         if ((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z')
-            || (*c >= 'A' && *c <= 'Z') || *c >= 0x80) {
+            || (*c >= 'A' && *c <= 'Z')) {
             return 1;
         }
+        non_ascii |= *c >= 0x80;
     }
-    return 0;
+    return non_ascii && tb_has_unicode_alnum((const unsigned char *)s);
 }
 
 static void tb_check_ids(apr_pool_t *p, struct json_object *data,
@@ -332,11 +364,10 @@ static void tb_check_customer(apr_pool_t *p, struct json_object *data,
     c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_CUSTOMER;
 }
 
-static void tb_check_command_id(apr_pool_t *p, struct json_object *cmd,
-                                tb_command *c)
+/* Keep a command's id for storing and for echoing in its result. */
+static void tb_set_command_id(apr_pool_t *p, struct json_object *id,
+                              tb_command *c)
 {
-    struct json_object *id = tb_get(cmd, "command_id");
-
     if (!id || json_object_is_type(id, json_type_null)) {
         return;
     }
@@ -358,6 +389,27 @@ static void tb_check_command_id(apr_pool_t *p, struct json_object *cmd,
     }
 }
 
+/* The id of a command too large to parse whole: the scanner found where
+ * its value lies; a scalar needs the terminating NUL to end in json-c. */
+static void tb_command_id_of_span(apr_pool_t *p, struct json_tokener *tok,
+                                  const char *body, const tb_json_span *sp,
+                                  tb_command *c)
+{
+    struct json_object *id;
+    char *text;
+
+    if (sp->id_type == TB_JSON_NONE) {
+        return;
+    }
+    text = apr_pstrmemdup(p, body + sp->id_start, sp->id_len);
+    json_tokener_reset(tok);
+    id = json_tokener_parse_ex(tok, text, (int)sp->id_len + 1);
+    if (id) {
+        tb_set_command_id(p, id, c);
+        json_object_put(id);
+    }
+}
+
 /* One element of "commands". */
 static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
                              const tb_limits *lim, double now, tb_command *c)
@@ -366,7 +418,7 @@ static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
     struct json_object *data = tb_get(cmd, "data");
     const char *n;
 
-    tb_check_command_id(p, cmd, c);
+    tb_set_command_id(p, tb_get(cmd, "command_id"), c);
     if (!name || !json_object_is_type(name, json_type_string)) {
         tb_error(p, c, "Field 'name' is required.");
         return;
@@ -465,7 +517,9 @@ const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
         }
     }
 
-    tok = json_tokener_new_ex(TB_JSON_MAX_DEPTH);
+    /* json-c counts the value inside the deepest container as one more
+     * level; the scanner has already enforced the real limit */
+    tok = json_tokener_new_ex(TB_JSON_MAX_DEPTH + 1);
     if (!tok) {
         *log_reason = "out of memory for the JSON tokener";
         return TB_ERR_INVALID_JSON;
@@ -511,6 +565,7 @@ const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
 
         memset(c, 0, sizeof(*c));
         if (sp->len >= lim->max_command_size) {
+            tb_command_id_of_span(p, tok, body, sp, c);
             tb_error(p, c, size_error);
             continue;
         }

@@ -332,8 +332,10 @@ static int tb_scan_number(tb_scanner *sc)
                                                     : frac_start + i - (int_end - int_start);
             tb_sb_add(&d, (const char *)&s[at], 1);
         }
-        tb_sb_adds(&d, apr_psprintf(sc->pool, "e%lld",
-                   exp - (long long)(has_frac ? frac_end - frac_start : 0)));
+        tb_sb_adds(&d, apr_psprintf(sc->pool, "e%" APR_INT64_T_FMT,
+                   (apr_int64_t)(exp - (long long)(has_frac
+                                                   ? frac_end - frac_start
+                                                   : 0))));
         v = strtod(tb_sb_str(&d), NULL);
         if (isinf(v)) {
             return tb_fail(sc, "number overflows a double");
@@ -352,7 +354,9 @@ static int tb_scan_literal(tb_scanner *sc, const char *word)
     return 0;
 }
 
-static int tb_scan_object(tb_scanner *sc, int depth)
+/* @a cmd, when given, receives where the object's "command_id" value is:
+ * keys are decoded at this level only, for elements of "commands". */
+static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
 {
     sc->pos++;                                   /* '{' */
     tb_skip_ws(sc);
@@ -362,12 +366,22 @@ static int tb_scan_object(tb_scanner *sc, int depth)
     }
     for (;;) {
         tb_json_type t;
+        apr_size_t start;
+        int is_id = 0;
 
         tb_skip_ws(sc);
         if (sc->pos >= sc->len || sc->s[sc->pos] != '"') {
             return tb_fail(sc, "expected a key");
         }
-        if (tb_scan_string(sc, NULL)) {
+        if (cmd) {
+            tb_sb_t key;
+            tb_sb_init(&key, sc->pool, 16);
+            if (tb_scan_string(sc, &key)) {
+                return -1;
+            }
+            is_id = key.len == 10 && !memcmp(key.buf, "command_id", 10);
+        }
+        else if (tb_scan_string(sc, NULL)) {
             return -1;
         }
         tb_skip_ws(sc);
@@ -376,8 +390,16 @@ static int tb_scan_object(tb_scanner *sc, int depth)
         }
         sc->pos++;
         sc->members++;
+        tb_skip_ws(sc);
+        start = sc->pos;
         if (tb_scan_value(sc, depth, &t)) {
             return -1;
+        }
+        if (is_id) {
+            cmd->id_start = start;
+            cmd->id_len = sc->pos - start;
+            cmd->id_type = t;
+            is_id = 0;
         }
         tb_skip_ws(sc);
         if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
@@ -408,9 +430,19 @@ static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
         apr_size_t before;
 
         tb_skip_ws(sc);
+        memset(&span, 0, sizeof(span));
         span.start = sc->pos;
         before = sc->members;
-        if (tb_scan_value(sc, depth, &span.type)) {
+        if (items && sc->pos < sc->len && sc->s[sc->pos] == '{') {
+            span.type = TB_JSON_OBJECT;
+            if (depth + 1 > TB_JSON_MAX_DEPTH) {
+                return tb_fail(sc, "nesting too deep");
+            }
+            if (tb_scan_object(sc, depth + 1, &span)) {
+                return -1;
+            }
+        }
+        else if (tb_scan_value(sc, depth, &span.type)) {
             return -1;
         }
         if (items) {
@@ -446,7 +478,7 @@ static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type)
         if (depth + 1 > TB_JSON_MAX_DEPTH) {
             return tb_fail(sc, "nesting too deep");
         }
-        return tb_scan_object(sc, depth + 1);
+        return tb_scan_object(sc, depth + 1, NULL);
     case '[':
         *type = TB_JSON_ARRAY;
         if (depth + 1 > TB_JSON_MAX_DEPTH) {

@@ -51,6 +51,9 @@ typedef struct {
     apr_size_t len;        /* length of its text */
     tb_json_type type;
     apr_size_t members;    /* object members inside it, at any depth */
+    apr_size_t id_start;   /* commands: its "command_id" value, when */
+    apr_size_t id_len;     /* id_type is not TB_JSON_NONE, so a command */
+    tb_json_type id_type;  /* too large to parse can still be named */
 } tb_json_span;
 
 /** What the scanner learnt about a body. */

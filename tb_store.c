@@ -87,15 +87,16 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
 };
 
 struct tb_store {
+    apr_pool_t *pool;           /* the connection's */
     const apr_dbd_driver_t *driver;
     apr_dbd_t *handle;
     apr_dbd_prepared_t *stmt[TB_NSTMT];
     apr_time_t deadline;        /* SQLite: give up waiting for the lock */
 };
 
-/* apr_dbd's sqlite3 driver sets no busy timeout and retries BUSY only
- * 15 times 100 ms apart; this handler waits up to the request's deadline
- * instead, in short sleeps so a lock freed early is taken early. */
+/* apr_dbd's sqlite3 driver sets no busy timeout; this handler waits up to
+ * the request's deadline, in short sleeps so a lock freed early is taken
+ * early. */
 static int tb_sqlite_busy(void *arg, int count)
 {
     tb_store *s = arg;
@@ -165,6 +166,27 @@ static const char *tb_pragma(tb_store *s, apr_pool_t *p, const char *sql)
     return NULL;
 }
 
+/* Statements live in the connection's pool, made once per connection. */
+static const char *tb_prepare(tb_store *s, apr_pool_t *tmp)
+{
+    int i, rv;
+
+    for (i = 0; i < TB_NSTMT; i++) {
+        rv = apr_dbd_prepare(s->driver, s->pool, s->handle, tb_sql_sqlite[i],
+                             apr_psprintf(tmp, "track_batch_%d", i),
+                             &s->stmt[i]);
+        if (rv) {
+            return tb_dbd_error(s, tmp, "preparing a statement", rv);
+        }
+    }
+    return NULL;
+}
+
+static void tb_set_deadline(tb_store *s, apr_interval_time_t wait)
+{
+    s->deadline = apr_time_now() + wait;
+}
+
 const char *tb_store_attach(apr_pool_t *conn_pool,
                             const apr_dbd_driver_t *driver, apr_dbd_t *handle,
                             apr_interval_time_t wait, tb_store **out)
@@ -172,7 +194,6 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     tb_store *s = NULL;
     apr_pool_t *tmp;
     const char *err = NULL;
-    int i, rv;
 
     apr_pool_userdata_get((void **)&s, TB_STORE_KEY, conn_pool);
     if (s && s->handle == handle) {
@@ -185,9 +206,10 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     }
 
     s = apr_pcalloc(conn_pool, sizeof(*s));
+    s->pool = conn_pool;
     s->driver = driver;
     s->handle = handle;
-    s->deadline = apr_time_now() + wait;
+    tb_set_deadline(s, wait);
     sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
                          tb_sqlite_busy, s);
 
@@ -204,13 +226,8 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     if (!err) {
         err = tb_run_schema(s, tmp, tb_schema_sqlite);
     }
-    for (i = 0; !err && i < TB_NSTMT; i++) {
-        rv = apr_dbd_prepare(driver, conn_pool, handle, tb_sql_sqlite[i],
-                             apr_psprintf(tmp, "track_batch_%d", i),
-                             &s->stmt[i]);
-        if (rv) {
-            err = tb_dbd_error(s, tmp, "preparing a statement", rv);
-        }
+    if (!err) {
+        err = tb_prepare(s, tmp);
     }
     if (err) {
         err = apr_pstrdup(conn_pool, err);
@@ -338,31 +355,26 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
     return NULL;
 }
 
-const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
-                           const tb_batch *batch, double received,
-                           apr_interval_time_t wait)
+/* One attempt; *rv says why it failed. */
+/* The transaction is run on the native SQLite handle, not through
+ * apr_dbd_transaction_*: the driver retries a busy BEGIN 16 times 100 ms
+ * apart on top of any busy handler, so a configured wait could not be
+ * kept.  BEGIN IMMEDIATE takes the write lock up front (waiting in
+ * tb_sqlite_busy until the deadline); the statements inside then never
+ * meet a busy database.  *errp is the SQLite result code of a failure. */
+static const char *tb_write_once(tb_store *s, apr_pool_t *p,
+                                 const char *project, const tb_batch *batch,
+                                 double received, int *errp)
 {
-    apr_dbd_transaction_t *trans = NULL;
-    apr_hash_t *seen;
-    const char *now, *what = NULL;
-    int i, rv;
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+    apr_hash_t *seen = apr_hash_make(p);
+    const char *now = tb_num(p, received), *what = NULL;
+    int i, rv = 0;
 
-    if (batch->n_valid == 0) {
-        return NULL;
-    }
-    s->deadline = apr_time_now() + wait;
-    seen = apr_hash_make(p);
-    now = tb_num(p, received);
-
-    rv = apr_dbd_transaction_start(s->driver, p, s->handle, &trans);
-    if (rv) {
-        /* the driver leaves its transaction marker set on failure */
-        if (trans) {
-            apr_dbd_transaction_mode_set(s->driver, trans,
-                                         APR_DBD_TRANSACTION_ROLLBACK);
-            apr_dbd_transaction_end(s->driver, p, trans);
-        }
-        return tb_dbd_error(s, p, "starting a transaction", rv);
+    *errp = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (*errp != SQLITE_OK) {
+        return apr_psprintf(p, "starting a transaction: %s (%d)",
+                            sqlite3_errmsg(db), *errp);
     }
     for (i = 0; i < batch->commands->nelts && !what; i++) {
         const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
@@ -371,22 +383,46 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
         }
     }
     if (what) {
+        /* the statement's own code: SQLITE_SCHEMA shows here, the step
+         * having returned a bare SQLITE_ERROR */
+        *errp = sqlite3_errcode(db);
         what = tb_dbd_error(s, p, what, rv);
-        apr_dbd_transaction_mode_set(s->driver, trans,
-                                     APR_DBD_TRANSACTION_ROLLBACK);
-        apr_dbd_transaction_end(s->driver, p, trans);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return what;
     }
-    rv = apr_dbd_transaction_end(s->driver, p, trans);
-    if (rv) {
-        int nrows;
-        what = tb_dbd_error(s, p, "committing", rv);
+    *errp = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (*errp != SQLITE_OK) {
         /* a failed COMMIT leaves SQLite inside the transaction, and the
          * next request on this pooled connection could not BEGIN */
-        apr_dbd_query(s->driver, s->handle, &nrows, "ROLLBACK");
+        what = apr_psprintf(p, "committing: %s (%d)", sqlite3_errmsg(db),
+                            *errp);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return what;
     }
     return NULL;
+}
+
+const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
+                           const tb_batch *batch, double received,
+                           apr_interval_time_t wait)
+{
+    const char *what;
+    int err = 0;
+
+    if (batch->n_valid == 0) {
+        return NULL;
+    }
+    tb_set_deadline(s, wait);
+    what = tb_write_once(s, p, project, batch, received, &err);
+    if (what && err == SQLITE_SCHEMA) {
+        /* another connection changed the schema (an admin's index, say):
+         * apr_dbd's legacy sqlite3_prepare never re-prepares by itself */
+        what = tb_prepare(s, p);
+        if (!what) {
+            what = tb_write_once(s, p, project, batch, received, &err);
+        }
+    }
+    return what;
 }
 
 /*--------------------------------------------------------------------------*/

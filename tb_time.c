@@ -47,7 +47,8 @@ static int tb_leap(int y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
+/* Days since 1970-01-01 of a proleptic Gregorian date, year >= 1 (an
+ * offset can bring 1969-12-31T23:00-01:00 to the epoch). */
 static long tb_days(int y, int m, int d)
 {
     static const int before[12] = { 0, 31, 59, 90, 120, 151, 181, 212,
@@ -73,7 +74,7 @@ int tb_parse_iso8601(const char *s, apr_size_t len, double *t)
         || tb_digits(s, len, &pos, 2, &d)) {
         return -1;
     }
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1
+    if (y < 1 || mo < 1 || mo > 12 || d < 1
         || d > mdays[mo - 1] + (mo == 2 && tb_leap(y))) {
         return -1;
     }
@@ -118,8 +119,11 @@ int tb_parse_iso8601(const char *s, apr_size_t len, double *t)
                 }
                 if (pos < len && s[pos] == ':') {
                     pos++;
+                    if (tb_digits(s, len, &pos, 2, &om)) {
+                        return -1;            /* "+01:" lacks its minutes */
+                    }
                 }
-                if (pos < len && tb_digits(s, len, &pos, 2, &om)) {
+                else if (pos < len && tb_digits(s, len, &pos, 2, &om)) {
                     return -1;
                 }
                 if (oh > 23 || om > 59) {
