@@ -264,3 +264,244 @@ sub raw_request {
 }
 
 1;
+# ---------------------------------------------------------------------
+# Helpers added for the body, limit, timeout and database-fault tests
+# (t/track/2*.t, t/track/3*.t).  Nothing above is changed.
+
+# "host:port" of a <VirtualHost name> from extra.conf.in, or of the main
+# server when no name is given.
+sub hostport_of {
+    my $name = shift;
+    my $cfg  = Apache::Test::config();
+    return join ':', $cfg->{vars}->{servername}, $cfg->{vars}->{port}
+        unless $name;
+    my $hp = $cfg->{vhosts}->{$name}->{hostport}
+        or die "no <VirtualHost $name> in the test configuration\n";
+    return $hp;
+}
+
+# Like raw_http, but reads until the server closes the connection (or
+# `timeout` seconds in all pass), however long the server is silent, and
+# says how it ended:
+#   { raw => bytes, eof => 1 if the server closed, elapsed => seconds,
+#     write_error => first failed write (the server closed early) }
+# Options: hostport (default: main server), pieces (strings, or \seconds
+# to pause), timeout (default 20), half_close, stop_on_reply (during a
+# pause, stop sending once the server has said something: for trickling).
+sub http_conn {
+    my (%a) = @_;
+    require IO::Socket::INET;
+    require Time::HiRes;
+    my $hp = $a{hostport} || hostport_of();
+    my $t0 = Time::HiRes::time();
+    my $sock = IO::Socket::INET->new(PeerAddr => $hp, Timeout => 10)
+        or die "connect $hp: $!";
+    $sock->autoflush(1);
+    local $SIG{PIPE} = 'IGNORE';
+    my %res = (raw => '', eof => 0);
+    for my $piece (@{ $a{pieces} || [] }) {
+        if (ref $piece) {
+            if ($a{stop_on_reply}) {
+                my $rin = '';
+                vec($rin, fileno($sock), 1) = 1;
+                if (select(my $rout = $rin, undef, undef, $$piece)) {
+                    $res{stopped} = 1;
+                    last;
+                }
+            }
+            else {
+                Time::HiRes::sleep($$piece);
+            }
+            next;
+        }
+        my $off = 0;
+        while ($off < length $piece) {
+            my $n = syswrite($sock, $piece, length($piece) - $off, $off);
+            if (!defined $n) { $res{write_error} = "$!"; last }
+            $off += $n;
+        }
+        last if $res{write_error};
+    }
+    shutdown($sock, 1) if $a{half_close} && !$res{write_error};
+    my $deadline = $t0 + ($a{timeout} || 20);
+    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+        my $rin = '';
+        vec($rin, fileno($sock), 1) = 1;
+        next unless select(my $rout = $rin, undef, undef, $left);
+        my $n = sysread($sock, my $buf, 65536);
+        if (!$n) { $res{eof} = 1; $res{read_error} = "$!" unless defined $n; last }
+        $res{raw} .= $buf;
+    }
+    $res{elapsed} = Time::HiRes::time() - $t0;
+    close $sock;
+    return \%res;
+}
+
+# Split what a server sent into its responses:
+#   ({ status => 200, reason => 'OK', headers => { lc name => value },
+#      body => bytes }, ...)
+# Bodies are delimited by Content-Length (or chunked coding); anything
+# unparsable ends the list, and is returned under `rest` of the last one.
+sub parse_responses {
+    my ($raw) = @_;
+    my @out;
+    while (length $raw) {
+        last unless $raw =~ s{\AHTTP/1\.[01] (\d{3}) ?([^\r\n]*)\r\n((?:[^\r\n]+\r\n)*)\r\n}{}s;
+        my %r = (status => $1, reason => $2, headers => {});
+        for (split /\r\n/, $3) {
+            my ($k, $v) = /\A([^:]+):\s*(.*)\z/ or next;
+            $r{headers}{lc $k} = $v;
+        }
+        if (defined(my $cl = $r{headers}{'content-length'})) {
+            $r{body} = substr($raw, 0, $cl, '');
+        }
+        elsif (($r{headers}{'transfer-encoding'} || '') =~ /chunked/i) {
+            $r{body} = '';
+            while ($raw =~ s/\A([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+                my $n = hex $1;
+                $r{body} .= substr($raw, 0, $n, '');
+                $raw =~ s/\A\r\n//;
+                if ($n == 0) { $raw =~ s/\A(?:[^\r\n]+\r\n)*\r\n//; last }
+            }
+        }
+        else {
+            $r{body} = $raw;
+            $raw = '';
+        }
+        push @out, \%r;
+    }
+    $out[-1]{rest} = $raw if @out && length $raw;
+    return @out;
+}
+
+# A raw HTTP/1.1 request.  $body undef: no body.  Headers are pairs, sent
+# in order; Host is added unless given; Content-Length is added for a body
+# unless Content-Length or Transfer-Encoding is among the headers.
+sub http_request {
+    my ($method, $path, $body, @h) = @_;
+    my %seen;
+    for (my $i = 0; $i < @h; $i += 2) { $seen{lc $h[$i]} = 1 }
+    unshift @h, Host => hostport_of() unless $seen{host};
+    push @h, 'Content-Length' => length $body
+        if defined $body && !$seen{'content-length'}
+           && !$seen{'transfer-encoding'};
+    my $head = "$method $path HTTP/1.1\r\n";
+    for (my $i = 0; $i < @h; $i += 2) { $head .= "$h[$i]: $h[$i + 1]\r\n" }
+    return $head . "\r\n" . (defined $body ? $body : '');
+}
+
+# POST a body (application/json) to a server by "host:port" (see
+# hostport_of) on a connection of its own; returns the first response of
+# parse_responses, with `count` (responses seen) and `elapsed` added.
+sub post_at {
+    my ($hostport, $path, $body, @h) = @_;
+    my $c = http_conn(hostport => $hostport, timeout => 30, pieces => [
+        http_request('POST', $path, $body, Host => $hostport,
+                     'Content-Type' => 'application/json',
+                     Connection => 'close', @h) ]);
+    my @r = parse_responses($c->{raw});
+    my $r = $r[0] || { status => 'none', headers => {}, body => '' };
+    $r->{count} = @r;
+    $r->{elapsed} = $c->{elapsed};
+    return $r;
+}
+
+# Chunked coding of the given pieces, each one chunk, with the last chunk.
+sub chunked {
+    return join('', map { sprintf("%x\r\n%s\r\n", length $_, $_) }
+                    grep { length } @_) . "0\r\n\r\n";
+}
+
+# A DBI handle on another SQLite file (a <VirtualHost>'s own database),
+# bytes in and out, without running the schema.
+sub db_file {
+    my ($path) = @_;
+    my $dbh = DBI->connect("dbi:SQLite:dbname=$path", '', '',
+                           { RaiseError => 1, AutoCommit => 1,
+                             sqlite_unicode => 0 });
+    $dbh->sqlite_busy_timeout(10000);
+    return $dbh;
+}
+
+# Create a SQLite file with the shipped schema, as an admin would with
+# `sqlite3 FILE < schema/sqlite.sql` (rollback journal, not WAL); returns
+# a handle on it.
+sub db_create {
+    my ($path) = @_;
+    my $dbh = db_file($path);
+    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . '/schema/sqlite.sql'
+        or die "schema/sqlite.sql: $!";
+    my $sql = do { local $/; <$fh> };
+    $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
+    return $dbh;
+}
+
+# Everything recorded for one project, as sorted lines of text that do not
+# depend on row ids or receipt times: a customer is named by its ids
+# ("cookie=x,registered=y").  Times are printed with 6 decimals.
+# Returns { events => [...], updates => [...], properties => [...],
+#           ids => [...], customers => N }.
+sub db_project_rows {
+    my ($project, $dbh) = @_;
+    $dbh ||= db();
+    my $ids = $dbh->selectall_arrayref(
+        'SELECT customer_id, id_name, id_value, hard FROM tb_customer_ids
+          WHERE project = ? ORDER BY id_name, id_value', undef, $project);
+    my %who;
+    push @{ $who{$_->[0]} }, "$_->[1]=$_->[2]" for @$ids;
+    my $label = sub {
+        my $c = shift;
+        return $who{$c} ? join(',', sort @{ $who{$c} }) : "customer-without-ids#$c";
+    };
+    my $t = sub { defined $_[0] ? sprintf('%.6f', $_[0]) : 'NULL' };
+    my $s = sub { defined $_[0] ? $_[0] : 'NULL' };
+    my %out;
+    $out{ids} = [ sort map { join '|', $_->[1], $_->[2], $_->[3],
+                             $label->($_->[0]) } @$ids ];
+    $out{events} = [ sort map {
+        join '|', $label->($_->[0]), $_->[1], $t->($_->[2]), $_->[3],
+                  $s->($_->[4]) }
+        @{ $dbh->selectall_arrayref(
+            'SELECT customer_id, event_type, timestamp, properties, command_id
+               FROM tb_events WHERE project = ?', undef, $project) } ];
+    $out{updates} = [ sort map {
+        join '|', $label->($_->[0]), $_->[1], $t->($_->[2]), $s->($_->[3]) }
+        @{ $dbh->selectall_arrayref(
+            'SELECT customer_id, properties, update_time, command_id
+               FROM tb_customer_updates WHERE project = ?', undef, $project) } ];
+    $out{properties} = [ sort map {
+        join '|', $label->($_->[0]), $_->[1], $_->[2], $t->($_->[3]) }
+        @{ $dbh->selectall_arrayref(
+            'SELECT p.customer_id, p.name, p.value, p.updated_at
+               FROM tb_customer_properties p
+               JOIN tb_customers c ON c.id = p.customer_id
+              WHERE c.project = ?', undef, $project) } ];
+    ($out{customers}) = $dbh->selectrow_array(
+        'SELECT count(*) FROM tb_customers WHERE project = ?', undef, $project);
+    return \%out;
+}
+
+# The same, empty: what a project with nothing recorded looks like.
+sub no_rows {
+    return { events => [], updates => [], properties => [], ids => [],
+             customers => 0 };
+}
+
+# The "results" array of a batch answer as text, exactly as the server
+# wrote it (times elsewhere in the answer differ from request to request).
+sub results_text {
+    my ($body) = @_;
+    return undef unless defined $body;
+    return $body =~ /\A\{"results": (\[.*\]), "start_time": / ? $1 : undef;
+}
+
+# The whole-request error answer for a text, as a pattern matching it
+# exactly (a final newline allowed).
+sub error_body {
+    my ($text) = @_;
+    return qr/\A\Q{"success": false, "errors": ["$text"]}\E\n?\z/;
+}
+
+push @TB::EXPORT_OK, qw(hostport_of http_conn parse_responses http_request
+                        post_at chunked db_file db_create db_project_rows no_rows
+                        results_text error_body);
