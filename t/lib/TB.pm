@@ -497,11 +497,11 @@ sub results_text {
 
 # The whole-request error answer for a text, as a pattern matching it
 # exactly (a final newline allowed).
-sub error_body {
+sub error_body_re {
     my ($text) = @_;
     return qr/\A\Q{"success": false, "errors": ["$text"]}\E\n?\z/;
 }
 
 push @TB::EXPORT_OK, qw(hostport_of http_conn parse_responses http_request
                         post_at chunked db_file db_create db_project_rows no_rows
-                        results_text error_body);
+                        results_text error_body_re);

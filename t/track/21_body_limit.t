@@ -9,7 +9,7 @@ use Apache::Test;
 use Apache::TestUtil;
 use lib 't/lib';
 use TB qw(db_clear batch_url json http_conn http_request chunked
-          parse_responses db_project_rows no_rows results_text error_body);
+          parse_responses db_project_rows no_rows results_text error_body_re);
 
 my $J = json();
 my $LIMIT = 4096;
@@ -149,7 +149,7 @@ for my $case (@over_limit) {
     my @r = parse_responses($c->{raw});
     ok t_cmp(scalar @r, 1, "$over bytes, $name: one response, nothing after it");
     ok t_cmp($r[0]{status}, 413, "$over bytes, $name: 413");
-    ok t_cmp($r[0]{body}, error_body($TOO_LARGE), "$over bytes, $name: text names $LIMIT");
+    ok t_cmp($r[0]{body}, error_body_re($TOO_LARGE), "$over bytes, $name: text names $LIMIT");
     ok t_cmp($r[0]{headers}{'content-type'}, qr{^application/json},
              "$over bytes, $name: JSON");
     ok t_cmp(($r[0]{headers}{connection} || '') . ($c->{eof} ? ', closed' : ', open'),
@@ -189,7 +189,7 @@ for my $case (@over_limit) {
     my @r = parse_responses($c->{raw});
     ok t_cmp(join(',', map { $_->{status} } @r), '413',
              'Content-Length body holding a request: only the 413');
-    ok t_cmp($r[0]{body}, error_body($TOO_LARGE), '... with its text');
+    ok t_cmp($r[0]{body}, error_body_re($TOO_LARGE), '... with its text');
     ok t_cmp($c->{eof}, 1, '... and the connection closed');
     rows_ok('smuggled-413-cl', no_rows(), '... the hidden request did not run');
     rows_ok('smuggled-413-cl-after', no_rows(), '... nor the one after the body');
@@ -209,7 +209,7 @@ for my $case (@over_limit) {
     my @r = parse_responses($c->{raw});
     ok t_cmp(join(',', map { $_->{status} } @r), '413',
              'chunked body holding a request: only the 413');
-    ok t_cmp($r[0]{body}, error_body($TOO_LARGE), '... with its text');
+    ok t_cmp($r[0]{body}, error_body_re($TOO_LARGE), '... with its text');
     ok t_cmp($c->{eof}, 1, '... and the connection closed');
     rows_ok('smuggled-413-ch', no_rows(), '... the hidden request did not run');
     rows_ok('smuggled-413-ch-after', no_rows(), '... nor the one after the body');
@@ -252,7 +252,7 @@ for my $case (@refused) {
     my @r = parse_responses($c->{raw});
     ok t_cmp(join(',', map { $_->{status} } @r), $status,
              "$name: only the $status, nothing for the hidden request");
-    ok t_cmp($r[0]{body}, error_body($text), "$name: text");
+    ok t_cmp($r[0]{body}, error_body_re($text), "$name: text");
     ok t_cmp($r[0]{headers}{'content-type'}, qr{^application/json}, "$name: JSON");
     rows_ok($hidden_project, no_rows(), "$name: the hidden request did not run");
     ok t_cmp($c->{eof}, 1, "$name: the connection ended");

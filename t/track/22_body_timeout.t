@@ -8,7 +8,7 @@ use Apache::Test;
 use Apache::TestUtil;
 use lib 't/lib';
 use TB qw(db_clear batch_url json hostport_of http_conn http_request chunked
-          parse_responses db_project_rows no_rows results_text error_body);
+          parse_responses db_project_rows no_rows results_text error_body_re);
 
 my $J = json();
 my $SLOW = hostport_of('tb_slowbody');
@@ -67,7 +67,7 @@ for my $case (@cases) {
                       stop_on_reply => 1, timeout => 30);
     my @r = parse_responses($c->{raw});
     ok t_cmp(join(',', map { $_->{status} } @r), '408', "$name: one answer, 408");
-    ok t_cmp($r[0]{body}, error_body($TEXT), "$name: text");
+    ok t_cmp($r[0]{body}, error_body_re($TEXT), "$name: text");
     ok t_cmp($r[0]{headers}{'content-type'}, qr{^application/json}, "$name: JSON");
     ok t_cmp($c->{eof}, 1, "$name: connection closed");
     # 2 s allowed; generous bounds, the point is that it is neither at

@@ -11,7 +11,7 @@ use Apache::Test;
 use Apache::TestUtil;
 use lib 't/lib';
 use TB qw(post_json db_clear batch_url json hostport_of post_at db_file
-          db_create db_project_rows no_rows results_text error_body);
+          db_create db_project_rows no_rows results_text error_body_re);
 
 my $J = json();
 my $TEXT = 'The database could not record the request; retry later.';
@@ -58,7 +58,7 @@ sub refused_ok {
     my ($r, $retry, $name) = @_;
     ok t_cmp($r->{status}, 503, "$name: 503");
     ok t_cmp($r->{headers}{'retry-after'}, $retry, "$name: Retry-After $retry");
-    ok t_cmp($r->{body}, error_body($TEXT), "$name: text");
+    ok t_cmp($r->{body}, error_body_re($TEXT), "$name: text");
     ok t_cmp($r->{headers}{'content-type'}, qr{^application/json}, "$name: JSON");
 }
 sub served_ok {

@@ -11,7 +11,7 @@ use Apache::Test;
 use Apache::TestUtil;
 use lib 't/lib';
 use TB qw(batch_url json hostport_of post_at db_file db_create db_project_rows no_rows
-          results_text error_body);
+          results_text error_body_re);
 
 my $J = json();
 my $TEXT = 'The database could not record the request; retry later.';
@@ -74,7 +74,7 @@ sub refused_ok {
     my ($r, $name) = @_;
     ok t_cmp($r->{status} . ' ' . ($r->{headers}{'retry-after'} // '-'), '503 5',
              "$name: 503 with Retry-After");
-    ok t_cmp($r->{body}, error_body($TEXT), "$name: text");
+    ok t_cmp($r->{body}, error_body_re($TEXT), "$name: text");
 }
 sub served_ok {
     my ($r, $want, $name) = @_;
