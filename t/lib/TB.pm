@@ -109,7 +109,8 @@ sub raw_http {
 package TB;
 
 # Run track-batch-admin against the test database; returns its key=value
-# lines as a hash (plus 'out' and 'status').
+# lines as a hash (plus 'out' and 'status').  Keys and secrets it prints
+# are appended to t/db/secrets.txt, one per line.
 sub admin {
     my @args = @_;
     my $bin = $ENV{TB_ADMIN} or die "TB_ADMIN is not set (use t/run-suite)";
@@ -117,6 +118,14 @@ sub admin {
     my $out = qx{"$bin" -p "$db" @{[ map { "'$_'" } @args ]} 2>/dev/null};
     my %h = (out => $out, status => $? >> 8);
     for (split /\n/, $out) { $h{$1} = $2 if /^(\w+)=(.*)$/ }
+    # every key and secret handed out, for t/track/99_no_secrets.t
+    my @cred = grep { defined && length } @h{qw(key secret)};
+    if (@cred) {
+        my $file = Apache::Test::config()->{vars}->{t_dir} . '/db/secrets.txt';
+        open my $fh, '>>', $file or die "$file: $!";
+        print $fh "$_\n" for @cred;
+        close $fh or die "$file: $!";
+    }
     return \%h;
 }
 
