@@ -63,6 +63,7 @@ module AP_MODULE_DECLARE_DATA track_batch_module;
 #define TB_DEF_BUSY_TIMEOUT_MS   5000
 #define TB_DEF_RETRY_AFTER       5
 #define TB_DEF_KEY_CACHE_TTL     30      /* seconds a revoked key may live on */
+#define TB_DEF_DEDUP_WINDOW      86400   /* seconds a command_id is remembered */
 #define TB_KEY_CACHE_MAX         10000
 
 #define TB_RATE_SLOTS            65536   /* 512 KiB of shared memory */
@@ -90,6 +91,7 @@ typedef struct {
     int addr_period;                /* ... per this many seconds */
     int key_limit;                  /* TrackBatchRateLimit key */
     int key_period;
+    apr_off_t dedup_window;         /* TrackBatchDedupWindow, seconds */
 } tb_dir_conf;
 
 typedef struct {
@@ -145,6 +147,7 @@ static void *tb_create_dir_conf(apr_pool_t *p, char *dir)
     c->addr_period = TB_UNSET;
     c->key_limit = TB_UNSET;
     c->key_period = TB_UNSET;
+    c->dedup_window = TB_UNSET;
     return c;
 }
 
@@ -167,6 +170,7 @@ static void *tb_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     TB_MERGE(addr_period);
     TB_MERGE(key_limit);
     TB_MERGE(key_period);
+    TB_MERGE(dedup_window);
     c->cors = add->cors ? add->cors : base->cors;
     c->id_types = add->id_types ? add->id_types : base->id_types;
     return c;
@@ -320,6 +324,13 @@ static const char *tb_set_customer_id(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+static const char *tb_set_dedup_window(cmd_parms *cmd, void *dconf,
+                                       const char *arg)
+{
+    tb_dir_conf *c = dconf;
+    return tb_parse_num(cmd, arg, 0, 90 * 86400, &c->dedup_window);
+}
+
 static const char *tb_set_auth(cmd_parms *cmd, void *dconf, int on)
 {
     ((tb_dir_conf *)dconf)->auth = on;
@@ -425,6 +436,10 @@ static const command_rec tb_cmds[] = {
                   RSRC_CONF, "Seconds a looked-up key is trusted before it "
                   "is read again; a revoked key works at most this long "
                   "(default 30, 0 = no cache)"),
+    AP_INIT_TAKE1("TrackBatchDedupWindow", tb_set_dedup_window, NULL,
+                  ACCESS_CONF, "Seconds a command_id is remembered: a retry "
+                  "with the same id and key within it is not recorded twice "
+                  "(default 86400)"),
     AP_INIT_ITERATE("TrackBatchCorsOrigin", tb_set_cors, NULL, ACCESS_CONF,
                     "Origins allowed to call from a browser "
                     "(scheme://host[:port]), or *"),
@@ -787,9 +802,17 @@ static void tb_pre_read_request(request_rec *r, conn_rec *c)
 static int tb_post_read_request(request_rec *r)
 {
     const char *auth;
+    char *path;
 
-    if (!tb_our_path(r->uri)) {
-        return DECLINED;
+    /* r->uri is not yet decoded nor its slashes merged (the handler sees
+     * it so later): judge a cleaned copy, and when it cannot be decoded,
+     * redact anyway */
+    path = apr_pstrdup(r->pool, r->uri);
+    if (ap_unescape_url(path) == OK) {
+        ap_no2slash(path);
+        if (!tb_our_path(path)) {
+            return DECLINED;
+        }
     }
     auth = apr_table_get(r->headers_in, "Authorization");
     if (auth) {
@@ -1130,7 +1153,11 @@ static int tb_handler(request_rec *r)
     if (batch.n_valid > 0) {
         why = tb_get_store(r, conf, sconf, &store);
         if (!why) {
-            why = tb_store_write(store, r->pool, project, &batch, received,
+            why = tb_store_write(store, r->pool, project,
+                                 key ? key->key_id : NULL, &batch, received,
+                                 (double)(conf->dedup_window != TB_UNSET
+                                          ? conf->dedup_window
+                                          : TB_DEF_DEDUP_WINDOW),
                                  tb_busy_timeout(conf));
         }
         if (why) {

@@ -21,12 +21,14 @@
 
 #include <locale.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <wctype.h>
 
 #include <apr_strings.h>
 #include <json-c/json.h>
 
+#include "tb_auth.h"
 #include "tb_batch.h"
 #include "tb_json.h"
 
@@ -238,21 +240,20 @@ static const char *tb_check_prop(apr_pool_t *p, const char *name,
 }
 
 /* Properties of either command: each checked, then joined into one object
- * text from the per-value serialisations already made; customers also keep
- * them one by one for the per-property store. */
+ * text from the per-value serialisations already made.  Each property is
+ * also listed: customers store them one by one, events hash them. */
 static void tb_check_props(apr_pool_t *p, struct json_object *data,
-                           const tb_limits *lim, int keep_each, tb_command *c)
+                           const tb_limits *lim, int copy_values,
+                           tb_command *c)
 {
     struct json_object *props = tb_get(data, "properties");
     tb_sb_t sb;
-    int first = 1, nerr = c->errors ? c->errors->nelts : 0;
+    int i, first = 1, nerr = c->errors ? c->errors->nelts : 0;
 
-    if (keep_each) {
-        c->props = apr_array_make(p, props && json_object_is_type(props,
-                                  json_type_object)
-                                  ? json_object_object_length(props) : 0,
-                                  sizeof(tb_prop));
-    }
+    c->props = apr_array_make(p, props && json_object_is_type(props,
+                              json_type_object)
+                              ? json_object_object_length(props) : 0,
+                              sizeof(tb_prop));
     if (!props || json_object_is_type(props, json_type_null)) {
         c->properties = "{}";
         return;
@@ -266,7 +267,7 @@ static void tb_check_props(apr_pool_t *p, struct json_object *data,
     json_object_object_foreach(props, name, v) {
         size_t vlen;
         const char *text = tb_check_prop(p, name, v, lim, c, &vlen);
-        apr_size_t at;
+        tb_prop *prop;
 
         if (!text) {
             continue;
@@ -277,18 +278,59 @@ static void tb_check_props(apr_pool_t *p, struct json_object *data,
         first = 0;
         tb_sb_add_jstr(&sb, name, strlen(name));
         tb_sb_add(&sb, ":", 1);
-        at = sb.len;
+        prop = apr_array_push(c->props);
+        prop->name = apr_pstrdup(p, name);
+        /* an offset until the text stops moving */
+        prop->value = (const char *)(apr_uintptr_t)sb.len;
+        prop->value_len = vlen;
         tb_sb_add(&sb, text, vlen);
-        if (keep_each) {
-            tb_prop *prop = apr_array_push(c->props);
-            prop->name = apr_pstrdup(p, name);
-            prop->value = apr_pstrmemdup(p, sb.buf + at, vlen);
-        }
     }
     tb_sb_add(&sb, "}", 1);
-    if ((c->errors ? c->errors->nelts : 0) == nerr) {
-        c->properties = tb_sb_str(&sb);
+    if ((c->errors ? c->errors->nelts : 0) != nerr) {
+        return;
     }
+    c->properties = tb_sb_str(&sb);
+    for (i = 0; i < c->props->nelts; i++) {
+        tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
+        const char *at = c->properties + (apr_uintptr_t)prop->value;
+        prop->value = copy_values ? apr_pstrmemdup(p, at, prop->value_len)
+                                  : at;
+    }
+}
+
+static int tb_prop_cmp(const void *a, const void *b)
+{
+    return strcmp(((const tb_prop *)a)->name, ((const tb_prop *)b)->name);
+}
+
+/* Bloomreach drops an event identical to one recorded: same customer,
+ * type, timestamp (full precision) and property values.  The key covers
+ * all but the customer, properties in name order; consent events are
+ * never deduplicated. */
+static void tb_dedup_key(apr_pool_t *p, tb_command *c)
+{
+    tb_prop *sorted;
+    tb_sb_t sb;
+    char hex[TB_DIGEST_HEX + 1];
+    int i;
+
+    if (!strcmp(c->event_type, "consent")) {
+        return;
+    }
+    sorted = apr_pmemdup(p, c->props->elts,
+                         c->props->nelts * sizeof(tb_prop) + 1);
+    qsort(sorted, c->props->nelts, sizeof(tb_prop), tb_prop_cmp);
+    tb_sb_init(&sb, p, 256);
+    tb_sb_add(&sb, c->event_type, strlen(c->event_type) + 1);
+    tb_sb_adds(&sb, apr_psprintf(p, "%.17g", c->time));
+    tb_sb_add(&sb, "", 1);
+    for (i = 0; i < c->props->nelts; i++) {
+        tb_sb_add(&sb, sorted[i].name, strlen(sorted[i].name) + 1);
+        tb_sb_add(&sb, sorted[i].value, sorted[i].value_len);
+        tb_sb_add(&sb, "", 1);
+    }
+    tb_sha256_hex(sb.buf, sb.len, hex);
+    c->dedup_key = apr_pstrdup(p, hex);
 }
 
 /* "timestamp" / "update_timestamp", or "age" seconds ago, or now. */
@@ -353,6 +395,9 @@ static void tb_check_event(apr_pool_t *p, struct json_object *data,
     tb_check_props(p, data, lim, 0, c);
     tb_check_time(p, data, "timestamp", now, c);
     c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_EVENT;
+    if (c->kind == TB_CMD_EVENT) {
+        tb_dedup_key(p, c);
+    }
 }
 
 static void tb_check_customer(apr_pool_t *p, struct json_object *data,

@@ -65,10 +65,12 @@ typedef struct {
     int hard;
 } tb_id;
 
-/** One property of a customers command. */
+/** One property of a command. */
 typedef struct {
     const char *name;
-    const char *value;    /* serialised JSON */
+    const char *value;    /* serialised JSON; customers: NUL-terminated,
+                             events: within the properties text */
+    apr_size_t value_len;
 } tb_prop;
 
 /** One command, validated; everything lives in the request pool. */
@@ -80,8 +82,11 @@ typedef struct {
     apr_array_header_t *ids;      /* tb_id, usable values only */
     const char *event_type;
     double time;                  /* event timestamp / update time */
-    const char *properties;       /* events: the object as JSON text */
-    apr_array_header_t *props;    /* customers: tb_prop */
+    const char *properties;       /* the properties object as JSON text */
+    apr_array_header_t *props;    /* tb_prop, one per property */
+    const char *dedup_key;        /* events: identifies an identical event
+                                     (Bloomreach's rule); NULL for consent */
+    int duplicate;                /* the store found it recorded already */
 } tb_command;
 
 /** A parsed request. */

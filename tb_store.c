@@ -21,6 +21,7 @@
  * values are bound; no SQL text is ever built from request data.
  */
 
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,19 +37,41 @@ extern const char tb_schema_sqlite[];
 
 #define TB_STORE_KEY "track_batch:store"
 
+/* Bloomreach remembers events for deduplication for 90 days. */
+#define TB_EVENT_DEDUP_WINDOW (90.0 * 86400)
+
 typedef enum {
     TB_FIND_ID,
     TB_NEW_CUSTOMER,
     TB_ADD_ID,
+    TB_MOVE_ID,
+    TB_HARD_IDS,
+    TB_MERGE_IDS,
+    TB_MERGE_EVENTS,
+    TB_MERGE_UPDATES,
+    TB_MERGE_PROPS,
+    TB_DROP_PROPS,
+    TB_DROP_CUSTOMER,
     TB_ADD_EVENT,
+    TB_FIND_EVENT,
     TB_ADD_UPDATE,
     TB_SET_PROPERTY,
+    TB_LOG_COMMAND,
+    TB_PURGE_LOG,
     TB_KEY_BY_ID,
     TB_KEY_BY_TOKEN,
     TB_KEY_PERMS,
     TB_FIND_PROJECT,
     TB_NSTMT
 } tb_stmt;
+
+/* Properties converge whatever order commands arrive in: the later update
+ * time wins, and on equal times the greater value, so every order of the
+ * same updates ends in the same state. */
+#define TB_NEWER_PROPERTY \
+    " WHERE excluded.updated_at > tb_customer_properties.updated_at" \
+    " OR (excluded.updated_at = tb_customer_properties.updated_at" \
+    " AND excluded.value > tb_customer_properties.value)"
 
 /* SQLite statements; %s are apr_dbd bound parameters. */
 static const char *const tb_sql_sqlite[TB_NSTMT] = {
@@ -61,19 +84,49 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     "INSERT INTO tb_customer_ids (project, id_name, id_value, customer_id,"
     " hard) VALUES (%s, %s, %s, %s, %s)",
 
+    "UPDATE tb_customer_ids SET customer_id = %s"
+    " WHERE project = %s AND id_name = %s AND id_value = %s",
+
+    "SELECT id_name, id_value FROM tb_customer_ids"
+    " WHERE customer_id = %s AND hard = 1",
+
+    "UPDATE tb_customer_ids SET customer_id = %s WHERE customer_id = %s",
+
+    "UPDATE tb_events SET customer_id = %s WHERE customer_id = %s",
+
+    "UPDATE tb_customer_updates SET customer_id = %s WHERE customer_id = %s",
+
+    "INSERT INTO tb_customer_properties (customer_id, name, value, updated_at)"
+    " SELECT CAST(%s AS INTEGER), name, value, updated_at"
+    " FROM tb_customer_properties WHERE customer_id = %s"
+    " ON CONFLICT (customer_id, name) DO UPDATE"
+    " SET value = excluded.value, updated_at = excluded.updated_at"
+    TB_NEWER_PROPERTY,
+
+    "DELETE FROM tb_customer_properties WHERE customer_id = %s",
+
+    "DELETE FROM tb_customers WHERE id = %s",
+
     "INSERT INTO tb_events (project, customer_id, event_type, timestamp,"
-    " properties, received_at, command_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+    " properties, received_at, command_id, dedup_key)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+
+    "SELECT id FROM tb_events WHERE customer_id = %s AND dedup_key = %s"
+    " AND received_at >= %s LIMIT 1",
 
     "INSERT INTO tb_customer_updates (project, customer_id, properties,"
     " update_time, received_at, command_id) VALUES (%s, %s, %s, %s, %s, %s)",
 
-    /* last writer by update time wins; a tie goes to the later command */
     "INSERT INTO tb_customer_properties (customer_id, name, value, updated_at)"
     " VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (customer_id, name) DO UPDATE"
     " SET value = excluded.value, updated_at = excluded.updated_at"
-    " WHERE excluded.updated_at >= tb_customer_properties.updated_at",
+    TB_NEWER_PROPERTY,
+
+    "INSERT INTO tb_command_log (project, key_id, command_id, received_at)"
+    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+
+    "DELETE FROM tb_command_log WHERE received_at < %s",
 
     "SELECT key_id, project, kind, secret_digest, old_digest, old_until,"
     " disabled FROM tb_keys WHERE key_id = %s AND kind = 'private'",
@@ -187,6 +240,31 @@ static void tb_set_deadline(tb_store *s, apr_interval_time_t wait)
     s->deadline = apr_time_now() + wait;
 }
 
+/* Switch the file to WAL (it stays so).  Changing the journal mode takes
+ * an exclusive lock for which SQLite calls no busy handler: retry here,
+ * within the deadline, while another process writes. */
+static const char *tb_wal(tb_store *s, apr_pool_t *tmp)
+{
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+    const char *err;
+
+    for (;;) {
+        int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) {
+            return NULL;
+        }
+        err = apr_psprintf(tmp, "PRAGMA journal_mode=WAL: %s (%d)",
+                           sqlite3_errmsg(db), rc);
+        if ((rc & 0xFF) != SQLITE_BUSY && (rc & 0xFF) != SQLITE_LOCKED) {
+            return err;
+        }
+        if (apr_time_now() >= s->deadline) {
+            return err;
+        }
+        apr_sleep(apr_time_from_msec(10));
+    }
+}
+
 const char *tb_store_attach(apr_pool_t *conn_pool,
                             const apr_dbd_driver_t *driver, apr_dbd_t *handle,
                             apr_interval_time_t wait, tb_store **out)
@@ -216,7 +294,7 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     apr_pool_create(&tmp, conn_pool);
     /* WAL: readers never block the writer; FULL: a commit is on disk
      * before the client hears success, in WAL mode too. */
-    err = tb_pragma(s, tmp, "PRAGMA journal_mode=WAL");
+    err = tb_wal(s, tmp);
     if (!err) {
         err = tb_pragma(s, tmp, "PRAGMA synchronous=FULL");
     }
@@ -247,115 +325,375 @@ static const char *tb_num(apr_pool_t *p, double v)
     return apr_psprintf(p, "%.17g", v);
 }
 
-/* The profile of a command's ids: the oldest profile any of them already
- * names, else a new one; ids not yet known are attached to it.  Merging
- * profiles that two ids name differently is not done here yet. */
-static const char *tb_resolve(tb_store *s, apr_pool_t *p, apr_hash_t *seen,
-                              const char *project, const tb_command *c,
-                              const char *now, const char **cid, int *rv)
+static const char *tb_query(tb_store *s, apr_pool_t *p, tb_stmt st, int *rv,
+                            const char *what, int nargs, ...)
 {
-    const char **found = apr_pcalloc(p, c->ids->nelts * sizeof(char *));
-    const char *best = NULL;
+    const char *args[8];
+    int i, nrows;
+    va_list ap;
+
+    va_start(ap, nargs);
+    for (i = 0; i < nargs; i++) {
+        args[i] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    *rv = apr_dbd_pquery(s->driver, p, s->handle, &nrows, s->stmt[st], nargs,
+                         args);
+    return *rv ? what : NULL;
+}
+
+/* First column of every row, as strings in @a p. */
+static const char *tb_select(tb_store *s, apr_pool_t *p, tb_stmt st, int *rv,
+                             const char *what, apr_array_header_t **out,
+                             int ncols, int nargs, ...)
+{
+    const char *args[8];
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row;
     int i;
+    va_list ap;
 
-    for (i = 0; i < c->ids->nelts; i++) {
-        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
-        const char *key = apr_pstrcat(p, id->name, "=", id->value, NULL);
-        apr_dbd_results_t *res = NULL;
-        apr_dbd_row_t *row;
-
-        found[i] = apr_hash_get(seen, key, APR_HASH_KEY_STRING);
-        if (!found[i]) {
-            *rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                                   s->stmt[TB_FIND_ID], 1, project,
-                                   id->name, id->value);
-            if (*rv) {
-                return "looking up a customer id";
-            }
-            while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
-                found[i] = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row,
-                                                            0));
-            }
-        }
-        if (found[i] && (!best || apr_atoi64(found[i]) < apr_atoi64(best))) {
-            best = found[i];
+    va_start(ap, nargs);
+    for (i = 0; i < nargs; i++) {
+        args[i] = va_arg(ap, const char *);
+    }
+    va_end(ap);
+    *rv = apr_dbd_pselect(s->driver, p, s->handle, &res, s->stmt[st], 1,
+                          nargs, args);
+    if (*rv) {
+        return what;
+    }
+    *out = apr_array_make(p, 4, sizeof(const char *));
+    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
+        for (i = 0; i < ncols; i++) {
+            const char *v = apr_dbd_get_entry(s->driver, row, i);
+            APR_ARRAY_PUSH(*out, const char *) = apr_pstrdup(p, v ? v : "");
         }
     }
-    if (!best) {
-        apr_dbd_results_t *res = NULL;
-        apr_dbd_row_t *row;
-
-        *rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                               s->stmt[TB_NEW_CUSTOMER], 1, project, now);
-        if (*rv) {
-            return "creating a customer";
-        }
-        while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
-            best = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 0));
-        }
-        if (!best) {
-            *rv = -1;
-            return "creating a customer returned no id";
-        }
-    }
-    for (i = 0; i < c->ids->nelts; i++) {
-        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
-        int nrows;
-
-        if (!found[i]) {
-            *rv = apr_dbd_pvquery(s->driver, p, s->handle, &nrows,
-                                  s->stmt[TB_ADD_ID], project, id->name,
-                                  id->value, best, id->hard ? "1" : "0");
-            if (*rv) {
-                return "adding a customer id";
-            }
-        }
-        apr_hash_set(seen, apr_pstrcat(p, id->name, "=", id->value, NULL),
-                     APR_HASH_KEY_STRING, best);
-    }
-    *cid = best;
     return NULL;
 }
 
-static const char *tb_write_command(tb_store *s, apr_pool_t *p,
-                                    apr_hash_t *seen, const char *project,
-                                    const tb_command *c, const char *now,
-                                    int *rv)
+static apr_int64_t tb_id_num(const char *cid)
 {
-    const char *cid, *when, *what;
-    int i, nrows;
+    return apr_atoi64(cid);
+}
 
-    what = tb_resolve(s, p, seen, project, c, now, &cid, rv);
+/* The hard ids of a profile, name -> value. */
+static const char *tb_hard_ids(tb_store *s, apr_pool_t *p, const char *cid,
+                               apr_table_t **out, int *rv)
+{
+    apr_array_header_t *rows;
+    const char *what = tb_select(s, p, TB_HARD_IDS, rv, "reading hard ids",
+                                 &rows, 2, 1, cid);
+    int i;
+
     if (what) {
         return what;
     }
+    *out = apr_table_make(p, 4);
+    for (i = 0; i + 1 < rows->nelts; i += 2) {
+        apr_table_setn(*out, APR_ARRAY_IDX(rows, i, const char *),
+                       APR_ARRAY_IDX(rows, i + 1, const char *));
+    }
+    return NULL;
+}
+
+/* Two profiles holding different values of one hard id never merge. */
+static int tb_clash_fn(void *rec, const char *name, const char *value)
+{
+    void **ctx = rec;
+    const char *other = apr_table_get((apr_table_t *)ctx[0], name);
+    if (other && strcmp(other, value)) {
+        ctx[1] = (void *)name;
+        return 0;
+    }
+    return 1;
+}
+
+static const char *tb_clash(apr_table_t *a, apr_table_t *b)
+{
+    void *ctx[2] = { b, NULL };
+    apr_table_do(tb_clash_fn, ctx, a, NULL);
+    return ctx[1];
+}
+
+/* Fold profile @a src into @a dst: ids, events and updates re-pointed,
+ * properties combined by update time, a "merge" event on @a dst. */
+static const char *tb_merge(tb_store *s, apr_pool_t *p, const char *project,
+                            const char *dst, const char *src, const char *now,
+                            apr_table_t *dst_hard, apr_table_t *src_hard,
+                            int *rv)
+{
+    const char *what;
+
+    if ((what = tb_query(s, p, TB_MERGE_IDS, rv, "merging ids", 2, dst, src))
+        || (what = tb_query(s, p, TB_MERGE_EVENTS, rv, "merging events", 2,
+                            dst, src))
+        || (what = tb_query(s, p, TB_MERGE_UPDATES, rv, "merging updates", 2,
+                            dst, src))
+        || (what = tb_query(s, p, TB_MERGE_PROPS, rv, "merging properties",
+                            2, dst, src))
+        || (what = tb_query(s, p, TB_DROP_PROPS, rv, "merging properties", 1,
+                            src))
+        || (what = tb_query(s, p, TB_DROP_CUSTOMER, rv, "merging customers",
+                            1, src))
+        || (what = tb_query(s, p, TB_ADD_EVENT, rv, "recording a merge", 8,
+                            project, dst, "merge", now,
+                            apr_psprintf(p, "{\"merged_customer_id\":%s}", src),
+                            now, NULL, NULL))) {
+        return what;
+    }
+    if (dst_hard && src_hard) {
+        apr_table_overlap(dst_hard, src_hard, APR_OVERLAP_TABLES_SET);
+    }
+    return NULL;
+}
+
+/* The profile a command's ids name (README, "Customer identity"):
+ *  - profiles named by its hard ids merge into the oldest, unless two of
+ *    them hold different values of one hard id: the command fails;
+ *  - a hard id the profile holds with another value: the command fails;
+ *  - a soft id on a profile with a clashing hard id moves to this one;
+ *    a soft id on any other profile merges it, into the oldest;
+ *  - no profile yet: a new one.  Unknown ids are attached to the result.
+ * *conflict is set instead of *cid when the command must fail. */
+static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
+                               const tb_command *c, const char *now,
+                               const char **cid, const char **conflict,
+                               int *rv)
+{
+    int n = c->ids->nelts, i, j;
+    const char **found = apr_pcalloc(p, n * sizeof(char *));
+    apr_table_t **hard = apr_pcalloc(p, n * sizeof(apr_table_t *));
+    apr_table_t *mine = apr_table_make(p, 4);     /* the command's hard ids */
+    apr_table_t *target_hard = NULL;
+    const char *target = NULL, *what, *clash;
+    apr_array_header_t *rows;
+
+    *cid = NULL;
+    *conflict = NULL;
+    for (i = 0; i < n; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        if ((what = tb_select(s, p, TB_FIND_ID, rv, "looking up a customer id",
+                              &rows, 1, 3, project, id->name, id->value))) {
+            return what;
+        }
+        found[i] = rows->nelts ? APR_ARRAY_IDX(rows, 0, const char *) : NULL;
+        if (found[i] && (what = tb_hard_ids(s, p, found[i], &hard[i], rv))) {
+            return what;
+        }
+        if (id->hard) {
+            apr_table_setn(mine, id->name, id->value);
+        }
+    }
+
+    /* hard ids first: their profiles must agree, then merge */
+    for (i = 0; i < n; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        if (!id->hard || !found[i]) {
+            continue;
+        }
+        if ((clash = tb_clash(hard[i], mine))) {
+            *conflict = apr_psprintf(p, "Customer ids belong to customers "
+                                     "with different values of hard id '%s'; "
+                                     "they are not merged.", clash);
+            return NULL;
+        }
+        for (j = 0; j < i; j++) {
+            const tb_id *o = &APR_ARRAY_IDX(c->ids, j, tb_id);
+            if (o->hard && found[j] && strcmp(found[j], found[i])
+                && (clash = tb_clash(hard[i], hard[j]))) {
+                *conflict = apr_psprintf(p, "Customer ids belong to customers "
+                                         "with different values of hard id "
+                                         "'%s'; they are not merged.", clash);
+                return NULL;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        if (!id->hard || !found[i]) {
+            continue;
+        }
+        if (!target) {
+            target = found[i];
+            target_hard = hard[i];
+        }
+        else if (strcmp(target, found[i])) {
+            const char *dst = tb_id_num(found[i]) < tb_id_num(target)
+                              ? found[i] : target;
+            const char *src = dst == target ? found[i] : target;
+            apr_table_t *dh = dst == target ? target_hard : hard[i];
+            apr_table_t *sh = dst == target ? hard[i] : target_hard;
+            if ((what = tb_merge(s, p, project, dst, src, now, dh, sh, rv))) {
+                return what;
+            }
+            for (j = 0; j < n; j++) {
+                if (found[j] && !strcmp(found[j], src)) {
+                    found[j] = dst;
+                    hard[j] = dh;
+                }
+            }
+            target = dst;
+            target_hard = dh;
+        }
+    }
+
+    /* soft ids: clash -> the id moves here; else the profiles merge */
+    for (i = 0; i < n; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        apr_table_t *want;
+
+        if (id->hard || !found[i] || (target && !strcmp(found[i], target))) {
+            continue;
+        }
+        want = apr_table_overlay(p, mine, target_hard ? target_hard
+                                                      : apr_table_make(p, 1));
+        if (tb_clash(hard[i], want)) {
+            found[i] = NULL;                   /* attached below, moved */
+            continue;
+        }
+        if (!target) {
+            target = found[i];
+            target_hard = hard[i];
+            continue;
+        }
+        {
+            const char *dst = tb_id_num(found[i]) < tb_id_num(target)
+                              ? found[i] : target;
+            const char *src = dst == target ? found[i] : target;
+            apr_table_t *dh = dst == target ? target_hard : hard[i];
+            apr_table_t *sh = dst == target ? hard[i] : target_hard;
+            if ((what = tb_merge(s, p, project, dst, src, now, dh, sh, rv))) {
+                return what;
+            }
+            for (j = 0; j < n; j++) {
+                if (found[j] && !strcmp(found[j], src)) {
+                    found[j] = dst;
+                    hard[j] = dh;
+                }
+            }
+            target = dst;
+            target_hard = dh;
+        }
+    }
+
+    if (!target) {
+        if ((what = tb_select(s, p, TB_NEW_CUSTOMER, rv, "creating a customer",
+                              &rows, 1, 2, project, now))) {
+            return what;
+        }
+        if (rows->nelts != 1) {
+            *rv = -1;
+            return "creating a customer returned no id";
+        }
+        target = APR_ARRAY_IDX(rows, 0, const char *);
+    }
+    /* unknown ids join the profile; moved soft ids are re-pointed */
+    for (i = 0; i < n; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        if (found[i]) {
+            continue;
+        }
+        if ((what = tb_select(s, p, TB_FIND_ID, rv, "looking up a customer id",
+                              &rows, 1, 3, project, id->name, id->value))) {
+            return what;
+        }
+        what = rows->nelts
+               ? tb_query(s, p, TB_MOVE_ID, rv, "moving a soft id", 4, target,
+                          project, id->name, id->value)
+               : tb_query(s, p, TB_ADD_ID, rv, "adding a customer id", 5,
+                          project, id->name, id->value, target,
+                          id->hard ? "1" : "0");
+        if (what) {
+            return what;
+        }
+    }
+    *cid = target;
+    return NULL;
+}
+
+/* Record one valid command.  Returns a reason when the batch must fail;
+ * a command that fails alone (an id conflict) is marked invalid. */
+static const char *tb_write_command(tb_store *s, apr_pool_t *p,
+                                    const char *project, const char *key_id,
+                                    tb_command *c, const char *now,
+                                    const char *dedup_since, int *rv)
+{
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+    const char *cid, *when, *what, *conflict;
+    apr_array_header_t *rows;
+    int i, nrows;
+
+    /* a retried command_id under the same key is acknowledged, not kept */
+    if (c->command_id) {
+        const char *args[] = { project, key_id ? key_id : "", c->command_id,
+                               now };
+        *rv = apr_dbd_pquery(s->driver, p, s->handle, &nrows,
+                             s->stmt[TB_LOG_COMMAND], 4, args);
+        if (*rv) {
+            return "logging a command_id";
+        }
+        if (nrows == 0) {
+            c->duplicate = 1;
+            return NULL;
+        }
+    }
+
+    /* a failed identity leaves nothing: the command runs in a savepoint */
+    if (sqlite3_exec(db, "SAVEPOINT tb_command", NULL, NULL, NULL)) {
+        *rv = sqlite3_errcode(db);
+        return "opening a savepoint";
+    }
+    what = tb_identify(s, p, project, c, now, &cid, &conflict, rv);
+    if (what || conflict) {
+        sqlite3_exec(db, "ROLLBACK TO tb_command; RELEASE tb_command",
+                     NULL, NULL, NULL);
+        if (conflict) {
+            c->kind = TB_CMD_INVALID;
+            c->errors = apr_array_make(p, 1, sizeof(const char *));
+            APR_ARRAY_PUSH(c->errors, const char *) = conflict;
+        }
+        return what;
+    }
+    if (sqlite3_exec(db, "RELEASE tb_command", NULL, NULL, NULL)) {
+        *rv = sqlite3_errcode(db);
+        return "releasing a savepoint";
+    }
+
     when = tb_num(p, c->time);
     if (c->kind == TB_CMD_EVENT) {
-        *rv = apr_dbd_pvquery(s->driver, p, s->handle, &nrows,
-                              s->stmt[TB_ADD_EVENT], project, cid,
-                              c->event_type, when, c->properties, now,
-                              c->command_id);
-        return *rv ? "adding an event" : NULL;
+        if (c->dedup_key) {
+            if ((what = tb_select(s, p, TB_FIND_EVENT, rv,
+                                  "looking for an identical event", &rows, 1,
+                                  3, cid, c->dedup_key, dedup_since))) {
+                return what;
+            }
+            if (rows->nelts) {
+                c->duplicate = 1;
+                return NULL;
+            }
+        }
+        return tb_query(s, p, TB_ADD_EVENT, rv, "adding an event", 8, project,
+                        cid, c->event_type, when, c->properties, now,
+                        c->command_id, c->dedup_key);
     }
-    *rv = apr_dbd_pvquery(s->driver, p, s->handle, &nrows,
-                          s->stmt[TB_ADD_UPDATE], project, cid,
-                          c->properties, when, now, c->command_id);
-    if (*rv) {
-        return "adding a customer update";
+    if ((what = tb_query(s, p, TB_ADD_UPDATE, rv, "adding a customer update",
+                         6, project, cid, c->properties, when, now,
+                         c->command_id))) {
+        return what;
     }
     for (i = 0; i < c->props->nelts; i++) {
         const tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
-        *rv = apr_dbd_pvquery(s->driver, p, s->handle, &nrows,
-                              s->stmt[TB_SET_PROPERTY], cid, prop->name,
-                              prop->value, when);
-        if (*rv) {
-            return "setting a customer property";
+        if ((what = tb_query(s, p, TB_SET_PROPERTY, rv,
+                             "setting a customer property", 4, cid,
+                             prop->name, prop->value, when))) {
+            return what;
         }
     }
     return NULL;
 }
 
-/* One attempt; *rv says why it failed. */
 /* The transaction is run on the native SQLite handle, not through
  * apr_dbd_transaction_*: the driver retries a busy BEGIN 16 times 100 ms
  * apart on top of any busy handler, so a configured wait could not be
@@ -363,12 +701,13 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
  * tb_sqlite_busy until the deadline); the statements inside then never
  * meet a busy database.  *errp is the SQLite result code of a failure. */
 static const char *tb_write_once(tb_store *s, apr_pool_t *p,
-                                 const char *project, const tb_batch *batch,
-                                 double received, int *errp)
+                                 const char *project, const char *key_id,
+                                 tb_batch *batch, double received,
+                                 double dedup_window, int *errp)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
-    apr_hash_t *seen = apr_hash_make(p);
     const char *now = tb_num(p, received), *what = NULL;
+    const char *since = tb_num(p, received - TB_EVENT_DEDUP_WINDOW);
     int i, rv = 0;
 
     *errp = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -376,10 +715,13 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
         return apr_psprintf(p, "starting a transaction: %s (%d)",
                             sqlite3_errmsg(db), *errp);
     }
+    what = tb_query(s, p, TB_PURGE_LOG, &rv, "forgetting old command_ids",
+                    1, tb_num(p, received - dedup_window));
     for (i = 0; i < batch->commands->nelts && !what; i++) {
-        const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
+        tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
         if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
-            what = tb_write_command(s, p, seen, project, c, now, &rv);
+            what = tb_write_command(s, p, project, key_id, c, now, since,
+                                    &rv);
         }
     }
     if (what) {
@@ -403,7 +745,8 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
 }
 
 const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
-                           const tb_batch *batch, double received,
+                           const char *key_id, tb_batch *batch,
+                           double received, double dedup_window,
                            apr_interval_time_t wait)
 {
     const char *what;
@@ -413,13 +756,15 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
         return NULL;
     }
     tb_set_deadline(s, wait);
-    what = tb_write_once(s, p, project, batch, received, &err);
+    what = tb_write_once(s, p, project, key_id, batch, received,
+                         dedup_window, &err);
     if (what && err == SQLITE_SCHEMA) {
         /* another connection changed the schema (an admin's index, say):
          * apr_dbd's legacy sqlite3_prepare never re-prepares by itself */
         what = tb_prepare(s, p);
         if (!what) {
-            what = tb_write_once(s, p, project, batch, received, &err);
+            what = tb_write_once(s, p, project, key_id, batch, received,
+                         dedup_window, &err);
         }
     }
     return what;

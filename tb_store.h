@@ -48,15 +48,21 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
 
 /**
  * Record the valid commands of a batch in one transaction, committed
- * before returning.  Nothing is kept when anything fails.
+ * before returning.  Nothing is kept when anything fails.  A command whose
+ * ids cannot name one customer is marked invalid with its error and the
+ * others are kept; a retried command_id (same key, within the window) or
+ * an identical event is marked duplicate and not kept again.
  * @param p request pool
  * @param project the project token
+ * @param key_id the key the request came with, or NULL (open location)
  * @param received receipt time, Unix seconds
+ * @param dedup_window seconds a command_id is remembered
  * @param wait how long to wait for the database lock (SQLite)
  * @return NULL when committed, or a reason for the log
  */
 const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
-                           const tb_batch *batch, double received,
+                           const char *key_id, tb_batch *batch,
+                           double received, double dedup_window,
                            apr_interval_time_t wait);
 
 struct tb_key;

@@ -33,10 +33,13 @@ CREATE TABLE IF NOT EXISTS tb_events (
     timestamp   REAL NOT NULL,
     properties  TEXT NOT NULL,          -- JSON object
     received_at REAL NOT NULL,
-    command_id  TEXT
+    command_id  TEXT,
+    dedup_key   TEXT                    -- identifies an identical event
 );
 CREATE INDEX IF NOT EXISTS tb_events_customer
     ON tb_events (customer_id, timestamp);
+CREATE INDEX IF NOT EXISTS tb_events_dedup
+    ON tb_events (customer_id, dedup_key);
 CREATE INDEX IF NOT EXISTS tb_events_received
     ON tb_events (project, received_at);
 
@@ -61,6 +64,18 @@ CREATE TABLE IF NOT EXISTS tb_customer_properties (
     updated_at  REAL NOT NULL,
     PRIMARY KEY (customer_id, name)
 );
+
+-- command_ids seen per project and key, so a retry is not recorded twice;
+-- forgotten after TrackBatchDedupWindow.
+CREATE TABLE IF NOT EXISTS tb_command_log (
+    project     TEXT NOT NULL,
+    key_id      TEXT NOT NULL,          -- '' on an open location
+    command_id  TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (project, key_id, command_id)
+);
+CREATE INDEX IF NOT EXISTS tb_command_log_received
+    ON tb_command_log (received_at);
 
 -- Projects and their access keys (managed with track-batch-admin).
 CREATE TABLE IF NOT EXISTS tb_projects (

@@ -56,7 +56,7 @@ sub db {
     return $dbh;
 }
 
-my @TABLES = qw(tb_events tb_customer_updates tb_customer_properties
+my @TABLES = qw(tb_command_log tb_events tb_customer_updates tb_customer_properties
                 tb_customer_ids tb_customers);
 
 # Row counts of every table, as a hash.
