@@ -975,13 +975,12 @@ static int tb_cors(request_rec *r, const tb_dir_conf *conf)
     }
     for (i = 0; i < conf->cors->nelts; i++) {
         const char *allowed = APR_ARRAY_IDX(conf->cors, i, const char *);
-        if (!strcmp(allowed, "*")) {
-            apr_table_setn(r->headers_out, "Access-Control-Allow-Origin", "*");
-            return 1;
-        }
-        if (!strcasecmp(allowed, origin)) {
+        if (!strcmp(allowed, "*") || !strcasecmp(allowed, origin)) {
             apr_table_set(r->headers_out, "Access-Control-Allow-Origin",
-                          origin);
+                          strcmp(allowed, "*") ? origin : "*");
+            /* scripts may read when to retry after a 429 or 503 */
+            apr_table_setn(r->headers_out, "Access-Control-Expose-Headers",
+                           "Retry-After");
             return 1;
         }
     }
@@ -994,13 +993,17 @@ static int tb_over_limit(request_rec *r, const tb_server_conf *sconf,
                          int period)
 {
     apr_time_t now = apr_time_sec(apr_time_now());
+    const core_dir_config *core;
     const char *id;
     apr_uint32_t n;
 
     if (limit == TB_UNSET || !sconf->rates) {
         return 0;
     }
-    id = apr_psprintf(r->pool, "%s/%d/%s", what, period, who);
+    /* counted per location: each <Location>'s limit has its own counts */
+    core = ap_get_core_module_config(r->per_dir_config);
+    id = apr_psprintf(r->pool, "%s/%d/%s/%s", what, period,
+                      core->d ? core->d : "", who);
     n = tb_rate_hit(sconf->rates, id, strlen(id),
                     (apr_uint32_t)(now / period));
     if (n <= (apr_uint32_t)limit) {
@@ -1031,7 +1034,7 @@ static int tb_handler(request_rec *r)
     apr_size_t len = 0;
     char *body = NULL;
     double received, now;
-    int status;
+    int status, cors;
 
     if (!r->handler || strcmp(r->handler, TB_HANDLER)) {
         return DECLINED;
@@ -1041,6 +1044,8 @@ static int tb_handler(request_rec *r)
                                  &track_batch_module);
     received = tb_seconds(r->request_time);
 
+    /* browsers can read every answer of an allowed origin, a 404 too */
+    cors = tb_cors(r, conf);
     route = tb_find_route(r, &project);
     if (!route) {
         return tb_refuse_unread(r, HTTP_NOT_FOUND, "The requested URL was not "
@@ -1049,18 +1054,17 @@ static int tb_handler(request_rec *r)
     /* a preflight carries no credentials: answered before any check */
     if (r->method_number == M_OPTIONS) {
         apr_table_setn(r->headers_out, "Allow", route->allow);
-        if (tb_cors(r, conf)) {
+        if (cors) {
             apr_table_setn(r->headers_out, "Access-Control-Allow-Methods",
                            route->allow);
             apr_table_setn(r->headers_out, "Access-Control-Allow-Headers",
-                           "Authorization, Content-Type");
+                           "Authorization, Content-Type, Content-Encoding");
             apr_table_setn(r->headers_out, "Access-Control-Max-Age",
                            TB_CORS_MAX_AGE);
         }
         r->status = HTTP_NO_CONTENT;
         return OK;
     }
-    tb_cors(r, conf);
     if (tb_over_limit(r, sconf, "address", r->useragent_ip, conf->addr_limit,
                       conf->addr_period)) {
         return OK;

@@ -20,8 +20,11 @@
  * children.  Lock-free: one 64-bit word per slot (window << 32 | count),
  * updated with compare-and-swap.  No httpd here.
  *
- * Ids hash onto a fixed table; two ids sharing a slot count together, so
- * a collision can only make the limit stricter, never looser.
+ * Ids hash onto a fixed table.  Two ids sharing a slot count together:
+ * with the same window length that only makes a limit stricter; with
+ * different lengths (two locations' limits) each may restart the other's
+ * count, a looser limit for both.  With 65 536 slots and a seeded hash
+ * that takes an unlucky pair; size the table for the number of clients.
  */
 
 #ifndef TB_RATE_H
