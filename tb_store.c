@@ -34,6 +34,7 @@
 #include "tb_store.h"
 
 extern const char tb_schema_sqlite[];
+extern const char tb_schema_pgsql[];
 
 #define TB_STORE_KEY "track_batch:store"
 
@@ -56,8 +57,10 @@ typedef enum {
     TB_FIND_EVENT,
     TB_ADD_UPDATE,
     TB_SET_PROPERTY,
+    TB_FIND_COMMAND,
     TB_LOG_COMMAND,
     TB_PURGE_LOG,
+    TB_RECORD_BATCH,
     TB_KEY_BY_ID,
     TB_KEY_BY_TOKEN,
     TB_KEY_PERMS,
@@ -123,10 +126,15 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     " SET value = excluded.value, updated_at = excluded.updated_at"
     TB_NEWER_PROPERTY,
 
+    "SELECT command_id FROM tb_command_log"
+    " WHERE project = %s AND key_id = %s AND command_id = %s",
+
     "INSERT INTO tb_command_log (project, key_id, command_id, received_at)"
-    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    " VALUES (%s, %s, %s, %s)",
 
     "DELETE FROM tb_command_log WHERE received_at < %s",
+
+    NULL,                                   /* PostgreSQL only */
 
     "SELECT key_id, project, kind, secret_digest, old_digest, old_until,"
     " disabled FROM tb_keys WHERE key_id = %s AND kind = 'private'",
@@ -139,7 +147,28 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     "SELECT token FROM tb_projects WHERE token = %s"
 };
 
+/* PostgreSQL: a batch is one call of tb_record_batch() (schema/pgsql.sql);
+ * the key lookups are the same SQL as above.  None is prepared on the
+ * server (apr_dbd label NULL: PQexecParams), so a restarted server loses
+ * nothing a pooled connection relies on. */
+static const char *tb_sql_pgsql(int i)
+{
+    switch (i) {
+    case TB_RECORD_BATCH:
+        return "SELECT tb_record_batch(%s, %s, CAST(%s AS DOUBLE PRECISION),"
+               " CAST(%s AS DOUBLE PRECISION), CAST(%s AS JSON))";
+    case TB_KEY_BY_ID:
+    case TB_KEY_BY_TOKEN:
+    case TB_KEY_PERMS:
+    case TB_FIND_PROJECT:
+        return tb_sql_sqlite[i];
+    default:
+        return NULL;
+    }
+}
+
 struct tb_store {
+    int pg;                     /* PostgreSQL, else SQLite */
     apr_pool_t *pool;           /* the connection's */
     const apr_dbd_driver_t *driver;
     apr_dbd_t *handle;
@@ -208,7 +237,7 @@ static const char *tb_run_schema(tb_store *s, apr_pool_t *p, const char *sql)
 static const char *tb_pragma(tb_store *s, apr_pool_t *p, const char *sql)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
     int rv = apr_dbd_select(s->driver, p, s->handle, &res, sql, 1);
 
     if (rv) {
@@ -225,8 +254,12 @@ static const char *tb_prepare(tb_store *s, apr_pool_t *tmp)
     int i, rv;
 
     for (i = 0; i < TB_NSTMT; i++) {
-        rv = apr_dbd_prepare(s->driver, s->pool, s->handle, tb_sql_sqlite[i],
-                             apr_psprintf(tmp, "track_batch_%d", i),
+        const char *sql = s->pg ? tb_sql_pgsql(i) : tb_sql_sqlite[i];
+        if (!sql) {
+            continue;
+        }
+        rv = apr_dbd_prepare(s->driver, s->pool, s->handle, sql,
+                             s->pg ? NULL : apr_psprintf(tmp, "track_batch_%d", i),
                              &s->stmt[i]);
         if (rv) {
             return tb_dbd_error(s, tmp, "preparing a statement", rv);
@@ -265,6 +298,18 @@ static const char *tb_wal(tb_store *s, apr_pool_t *tmp)
     }
 }
 
+/* PostgreSQL: the whole schema file in one PQexec, which is one
+ * transaction; the advisory lock keeps two children setting up at once
+ * from racing on CREATE (catalog unique violations). */
+static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
+{
+    int nrows, rv = apr_dbd_query(s->driver, s->handle, &nrows,
+                                  apr_pstrcat(tmp, "SELECT pg_advisory_xact_lock"
+                                              "(7462626174);\n",
+                                              tb_schema_pgsql, NULL));
+    return rv ? tb_dbd_error(s, tmp, "creating the schema", rv) : NULL;
+}
+
 const char *tb_store_attach(apr_pool_t *conn_pool,
                             const apr_dbd_driver_t *driver, apr_dbd_t *handle,
                             apr_interval_time_t wait, tb_store **out)
@@ -272,37 +317,44 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     tb_store *s = NULL;
     apr_pool_t *tmp;
     const char *err = NULL;
+    const char *name = apr_dbd_name(driver);
 
     apr_pool_userdata_get((void **)&s, TB_STORE_KEY, conn_pool);
     if (s && s->handle == handle) {
         *out = s;
         return NULL;
     }
-    if (strcmp(apr_dbd_name(driver), "sqlite3")) {
-        return apr_psprintf(conn_pool, "DBDriver %s is not supported yet; "
-                            "use sqlite3", apr_dbd_name(driver));
+    if (strcmp(name, "sqlite3") && strcmp(name, "pgsql")) {
+        return apr_psprintf(conn_pool, "DBDriver %s is not supported: use "
+                            "sqlite3 or pgsql", name);
     }
 
     s = apr_pcalloc(conn_pool, sizeof(*s));
     s->pool = conn_pool;
     s->driver = driver;
     s->handle = handle;
-    tb_set_deadline(s, wait);
-    sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
-                         tb_sqlite_busy, s);
-
+    s->pg = !strcmp(name, "pgsql");
     apr_pool_create(&tmp, conn_pool);
-    /* WAL: readers never block the writer; FULL: a commit is on disk
-     * before the client hears success, in WAL mode too. */
-    err = tb_wal(s, tmp);
-    if (!err) {
-        err = tb_pragma(s, tmp, "PRAGMA synchronous=FULL");
+
+    if (s->pg) {
+        err = tb_pg_schema(s, tmp);
     }
-    if (!err) {
-        err = tb_pragma(s, tmp, "PRAGMA foreign_keys=ON");
-    }
-    if (!err) {
-        err = tb_run_schema(s, tmp, tb_schema_sqlite);
+    else {
+        tb_set_deadline(s, wait);
+        sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
+                             tb_sqlite_busy, s);
+        /* WAL: readers never block the writer; FULL: a commit is on disk
+         * before the client hears success, in WAL mode too. */
+        err = tb_wal(s, tmp);
+        if (!err) {
+            err = tb_pragma(s, tmp, "PRAGMA synchronous=FULL");
+        }
+        if (!err) {
+            err = tb_pragma(s, tmp, "PRAGMA foreign_keys=ON");
+        }
+        if (!err) {
+            err = tb_run_schema(s, tmp, tb_schema_sqlite);
+        }
     }
     if (!err) {
         err = tb_prepare(s, tmp);
@@ -349,7 +401,7 @@ static const char *tb_select(tb_store *s, apr_pool_t *p, tb_stmt st, int *rv,
 {
     const char *args[8];
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
     int i;
     va_list ap;
 
@@ -415,6 +467,16 @@ static const char *tb_clash(apr_table_t *a, apr_table_t *b)
     void *ctx[2] = { b, NULL };
     apr_table_do(tb_clash_fn, ctx, a, NULL);
     return ctx[1];
+}
+
+/* A command whose ids name customers that may not merge fails alone. */
+static void tb_conflict(apr_pool_t *p, tb_command *c, const char *hard_id)
+{
+    c->kind = TB_CMD_INVALID;
+    c->errors = apr_array_make(p, 1, sizeof(const char *));
+    APR_ARRAY_PUSH(c->errors, const char *) = apr_psprintf(p,
+        "Customer ids belong to customers with different values of hard id "
+        "'%s'; they are not merged.", hard_id);
 }
 
 /* Fold profile @a src into @a dst: ids, events and updates re-pointed,
@@ -494,18 +556,14 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
             continue;
         }
         if ((clash = tb_clash(hard[i], mine))) {
-            *conflict = apr_psprintf(p, "Customer ids belong to customers "
-                                     "with different values of hard id '%s'; "
-                                     "they are not merged.", clash);
+            *conflict = clash;
             return NULL;
         }
         for (j = 0; j < i; j++) {
             const tb_id *o = &APR_ARRAY_IDX(c->ids, j, tb_id);
             if (o->hard && found[j] && strcmp(found[j], found[i])
                 && (clash = tb_clash(hard[i], hard[j]))) {
-                *conflict = apr_psprintf(p, "Customer ids belong to customers "
-                                         "with different values of hard id "
-                                         "'%s'; they are not merged.", clash);
+                *conflict = clash;
                 return NULL;
             }
         }
@@ -623,18 +681,16 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
     const char *cid, *when, *what, *conflict;
     apr_array_header_t *rows;
-    int i, nrows;
+    int i;
 
     /* a retried command_id under the same key is acknowledged, not kept */
     if (c->command_id) {
-        const char *args[] = { project, key_id ? key_id : "", c->command_id,
-                               now };
-        *rv = apr_dbd_pquery(s->driver, p, s->handle, &nrows,
-                             s->stmt[TB_LOG_COMMAND], 4, args);
-        if (*rv) {
-            return "logging a command_id";
+        if ((what = tb_select(s, p, TB_FIND_COMMAND, rv,
+                              "looking up a command_id", &rows, 1, 3, project,
+                              key_id ? key_id : "", c->command_id))) {
+            return what;
         }
-        if (nrows == 0) {
+        if (rows->nelts) {
             c->duplicate = 1;
             return NULL;
         }
@@ -650,15 +706,19 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
         sqlite3_exec(db, "ROLLBACK TO tb_command; RELEASE tb_command",
                      NULL, NULL, NULL);
         if (conflict) {
-            c->kind = TB_CMD_INVALID;
-            c->errors = apr_array_make(p, 1, sizeof(const char *));
-            APR_ARRAY_PUSH(c->errors, const char *) = conflict;
+            tb_conflict(p, c, conflict);
         }
         return what;
     }
     if (sqlite3_exec(db, "RELEASE tb_command", NULL, NULL, NULL)) {
         *rv = sqlite3_errcode(db);
         return "releasing a savepoint";
+    }
+    if (c->command_id
+        && (what = tb_query(s, p, TB_LOG_COMMAND, rv, "logging a command_id",
+                            4, project, key_id ? key_id : "", c->command_id,
+                            now))) {
+        return what;
     }
 
     when = tb_num(p, c->time);
@@ -744,6 +804,88 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
     return NULL;
 }
 
+/* PostgreSQL: the valid commands as one JSON array, recorded by one call
+ * of tb_record_batch(); its answer lists each command's fate in order. */
+static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
+                               const char *key_id, tb_batch *batch,
+                               double received, double dedup_window)
+{
+    apr_array_header_t *rows;
+    tb_sb_t sb;
+    const char *what, *st;
+    char *out, *last;
+    int i, j, rv, first = 1;
+
+    tb_sb_init(&sb, p, 1024);
+    tb_sb_add(&sb, "[", 1);
+    for (i = 0; i < batch->commands->nelts; i++) {
+        const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
+        if (c->kind != TB_CMD_CUSTOMER && c->kind != TB_CMD_EVENT) {
+            continue;
+        }
+        tb_sb_adds(&sb, first ? "{\"k\":\"" : ",{\"k\":\"");
+        first = 0;
+        tb_sb_adds(&sb, c->kind == TB_CMD_EVENT ? "e\",\"ids\":["
+                                                : "c\",\"ids\":[");
+        for (j = 0; j < c->ids->nelts; j++) {
+            const tb_id *id = &APR_ARRAY_IDX(c->ids, j, tb_id);
+            tb_sb_adds(&sb, j ? ",[" : "[");
+            tb_sb_add_jstr(&sb, id->name, strlen(id->name));
+            tb_sb_add(&sb, ",", 1);
+            tb_sb_add_jstr(&sb, id->value, strlen(id->value));
+            tb_sb_adds(&sb, id->hard ? ",true]" : ",false]");
+        }
+        tb_sb_adds(&sb, "],\"t\":");
+        tb_sb_adds(&sb, tb_num(p, c->time));
+        tb_sb_adds(&sb, ",\"p\":");
+        tb_sb_adds(&sb, c->properties);
+        if (c->event_type) {
+            tb_sb_adds(&sb, ",\"et\":");
+            tb_sb_add_jstr(&sb, c->event_type, strlen(c->event_type));
+        }
+        if (c->command_id) {
+            tb_sb_adds(&sb, ",\"cid\":");
+            tb_sb_add_jstr(&sb, c->command_id, strlen(c->command_id));
+        }
+        if (c->dedup_key) {
+            tb_sb_adds(&sb, ",\"dk\":\"");
+            tb_sb_adds(&sb, c->dedup_key);
+            tb_sb_add(&sb, "\"", 1);
+        }
+        tb_sb_add(&sb, "}", 1);
+    }
+    tb_sb_add(&sb, "]", 1);
+
+    what = tb_select(s, p, TB_RECORD_BATCH, &rv, "recording the batch", &rows,
+                     1, 5, project, key_id ? key_id : "", tb_num(p, received),
+                     tb_num(p, dedup_window), tb_sb_str(&sb));
+    if (what) {
+        return tb_dbd_error(s, p, what, rv);
+    }
+    if (rows->nelts != 1) {
+        return "recording the batch: no answer from tb_record_batch()";
+    }
+    out = apr_pstrdup(p, APR_ARRAY_IDX(rows, 0, const char *));
+    st = apr_strtok(out, ",", &last);
+    for (i = 0; i < batch->commands->nelts; i++) {
+        tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
+        if (c->kind != TB_CMD_CUSTOMER && c->kind != TB_CMD_EVENT) {
+            continue;
+        }
+        if (!st) {
+            return "recording the batch: too few statuses";
+        }
+        if (!strcmp(st, "dup")) {
+            c->duplicate = 1;
+        }
+        else if (!strncmp(st, "conflict:", 9)) {
+            tb_conflict(p, c, st + 9);
+        }
+        st = apr_strtok(NULL, ",", &last);
+    }
+    return NULL;
+}
+
 const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            const char *key_id, tb_batch *batch,
                            double received, double dedup_window,
@@ -754,6 +896,10 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
 
     if (batch->n_valid == 0) {
         return NULL;
+    }
+    if (s->pg) {
+        return tb_pg_write(s, p, project, key_id, batch, received,
+                           dedup_window);
     }
     tb_set_deadline(s, wait);
     what = tb_write_once(s, p, project, key_id, batch, received,
@@ -783,7 +929,7 @@ const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
                               const char *lookup, tb_key **out)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
     tb_key *k = NULL;
     int rv;
 
@@ -812,6 +958,7 @@ const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
     }
 
     res = NULL;
+    row = NULL;
     rv = apr_dbd_pvselect(s->driver, p, s->handle, &res, s->stmt[TB_KEY_PERMS],
                           1, k->key_id);
     if (rv) {
@@ -839,7 +986,7 @@ const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
                                     const char *project, int *exists)
 {
     apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
     int rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
                               s->stmt[TB_FIND_PROJECT], 1, project);
 

@@ -114,7 +114,7 @@ static const char *now_text(apr_pool_t *p, double offset)
 /* Run one statement with bound parameters; returns rows changed. */
 static int exec(admin *a, const char *sql, int nargs, const char **args)
 {
-    apr_dbd_prepared_t *st;
+    apr_dbd_prepared_t *st = NULL;     /* pgsql fills a non-NULL one in */
     int rv, nrows = 0;
 
     rv = apr_dbd_prepare(a->driver, a->pool, a->handle, sql, NULL, &st);
@@ -131,7 +131,7 @@ static int exec(admin *a, const char *sql, int nargs, const char **args)
 static apr_dbd_results_t *select_rows(admin *a, const char *sql, int nargs,
                                       const char **args)
 {
-    apr_dbd_prepared_t *st;
+    apr_dbd_prepared_t *st = NULL;     /* pgsql fills a non-NULL one in */
     apr_dbd_results_t *res = NULL;
     int rv;
 
@@ -149,7 +149,7 @@ static apr_dbd_results_t *select_rows(admin *a, const char *sql, int nargs,
 static int count(admin *a, const char *sql, int nargs, const char **args)
 {
     apr_dbd_results_t *res = select_rows(a, sql, nargs, args);
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
     int n = 0;
 
     while (apr_dbd_get_row(a->driver, a->pool, res, &row, -1) == 0) {
@@ -244,7 +244,7 @@ static void list_keys(admin *a, const char *project)
           " WHERE project = %s ORDER BY project, key_id"
         : "SELECT key_id, project, kind, disabled, old_until FROM tb_keys"
           " ORDER BY project, key_id", project ? 1 : 0, args);
-    apr_dbd_row_t *row;
+    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
 
     printf("%-22s %-24s %-8s %-9s %s\n", "KEY_ID", "PROJECT", "KIND",
            "STATE", "PERMISSIONS");
@@ -254,7 +254,7 @@ static void list_keys(admin *a, const char *project)
         const char *until = apr_dbd_get_entry(a->driver, row, 4);
         const char *pargs[] = { id };
         apr_dbd_results_t *pres;
-        apr_dbd_row_t *prow;
+        apr_dbd_row_t *prow = NULL;
         const char *perms = "";
         const char *state = disabled && strcmp(disabled, "0") ? "disabled"
                                                               : "enabled";
@@ -369,7 +369,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[0], "project") && !strcmp(argv[1], "list")) {
         apr_dbd_results_t *res = select_rows(&a, "SELECT token FROM tb_projects"
                                                  " ORDER BY token", 0, NULL);
-        apr_dbd_row_t *row;
+        apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
         while (apr_dbd_get_row(a.driver, a.pool, res, &row, -1) == 0) {
             printf("%s\n", apr_dbd_get_entry(a.driver, row, 0));
         }

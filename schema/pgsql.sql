@@ -1,0 +1,354 @@
+-- mod_track_batch schema for PostgreSQL (DBDriver pgsql).
+-- The module runs this file (it is compiled in) on each new connection,
+-- under an advisory lock; every statement is idempotent.  By hand:
+--   psql -d track -f schema/pgsql.sql
+-- The tables match schema/sqlite.sql column for column, so the README's
+-- queries run on both.  Times are Unix seconds (double precision).
+-- Stored JSON texts and id values compare byte-wise (COLLATE "C"), as in
+-- SQLite, so ties between equal update times resolve the same way.
+
+-- One customer profile per person; ids below point to it.
+CREATE TABLE IF NOT EXISTS tb_customers (
+    id          BIGSERIAL PRIMARY KEY,
+    project     TEXT NOT NULL,
+    created_at  DOUBLE PRECISION NOT NULL
+);
+
+-- Customer ids (registered, cookie, ...): each value names one profile.
+CREATE TABLE IF NOT EXISTS tb_customer_ids (
+    project     TEXT NOT NULL,
+    id_name     TEXT COLLATE "C" NOT NULL,
+    id_value    TEXT COLLATE "C" NOT NULL,
+    customer_id BIGINT NOT NULL REFERENCES tb_customers (id),
+    hard        INTEGER NOT NULL,
+    PRIMARY KEY (project, id_name, id_value)
+);
+CREATE INDEX IF NOT EXISTS tb_customer_ids_customer
+    ON tb_customer_ids (customer_id);
+
+-- Events (customers/events commands), one row each.
+CREATE TABLE IF NOT EXISTS tb_events (
+    id          BIGSERIAL PRIMARY KEY,
+    project     TEXT NOT NULL,
+    customer_id BIGINT NOT NULL REFERENCES tb_customers (id),
+    event_type  TEXT NOT NULL,
+    timestamp   DOUBLE PRECISION NOT NULL,
+    properties  TEXT NOT NULL,          -- JSON object
+    received_at DOUBLE PRECISION NOT NULL,
+    command_id  TEXT,
+    dedup_key   TEXT                    -- identifies an identical event
+);
+CREATE INDEX IF NOT EXISTS tb_events_customer
+    ON tb_events (customer_id, timestamp);
+CREATE INDEX IF NOT EXISTS tb_events_dedup
+    ON tb_events (customer_id, dedup_key);
+CREATE INDEX IF NOT EXISTS tb_events_received
+    ON tb_events (project, received_at);
+
+-- Customer property updates (customers commands), one row each, as sent.
+CREATE TABLE IF NOT EXISTS tb_customer_updates (
+    id          BIGSERIAL PRIMARY KEY,
+    project     TEXT NOT NULL,
+    customer_id BIGINT NOT NULL REFERENCES tb_customers (id),
+    properties  TEXT NOT NULL,          -- JSON object
+    update_time DOUBLE PRECISION NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    command_id  TEXT
+);
+CREATE INDEX IF NOT EXISTS tb_customer_updates_received
+    ON tb_customer_updates (project, received_at);
+
+-- Current properties: per property, the value with the latest update time.
+CREATE TABLE IF NOT EXISTS tb_customer_properties (
+    customer_id BIGINT NOT NULL REFERENCES tb_customers (id),
+    name        TEXT COLLATE "C" NOT NULL,
+    value       TEXT COLLATE "C" NOT NULL,  -- JSON value
+    updated_at  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (customer_id, name)
+);
+
+-- command_ids seen per project and key, so a retry is not recorded twice;
+-- forgotten after TrackBatchDedupWindow.
+CREATE TABLE IF NOT EXISTS tb_command_log (
+    project     TEXT NOT NULL,
+    key_id      TEXT NOT NULL,          -- '' on an open location
+    command_id  TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (project, key_id, command_id)
+);
+CREATE INDEX IF NOT EXISTS tb_command_log_received
+    ON tb_command_log (received_at);
+
+-- Projects and their access keys (managed with track-batch-admin).
+CREATE TABLE IF NOT EXISTS tb_projects (
+    token       TEXT PRIMARY KEY,
+    name        TEXT,
+    created_at  DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS tb_keys (
+    key_id        TEXT PRIMARY KEY,
+    project       TEXT NOT NULL REFERENCES tb_projects (token),
+    kind          TEXT NOT NULL CHECK (kind IN ('public', 'private')),
+    token_digest  TEXT UNIQUE,
+    secret_digest TEXT,
+    old_digest    TEXT,
+    old_until     DOUBLE PRECISION,
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    created_at    DOUBLE PRECISION NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS tb_key_permissions (
+    key_id      TEXT NOT NULL REFERENCES tb_keys (key_id),
+    what        TEXT NOT NULL CHECK (what IN ('customers', 'events')),
+    name        TEXT NOT NULL,
+    PRIMARY KEY (key_id, what, name)
+);
+
+-- SQLite's unixepoch('now'), so the README's queries run unchanged here.
+CREATE OR REPLACE FUNCTION unixepoch(t text) RETURNS DOUBLE PRECISION
+LANGUAGE sql STABLE AS $fn$
+    SELECT extract(epoch FROM (CASE WHEN t = 'now' THEN now()
+                                    ELSE t::timestamptz END))::double precision
+$fn$;
+
+-- The rest records a batch in one statement: the module sends the valid
+-- commands as one JSON array and tb_record_batch() applies them in order,
+-- with the same rules as the SQLite path in tb_store.c (tb_identify,
+-- tb_merge, tb_write_command).  Keep the two in step; the test suite runs
+-- against both engines.
+
+-- The hard ids of a profile, name -> value.
+CREATE OR REPLACE FUNCTION tb_hard_ids(p_customer BIGINT) RETURNS JSONB
+LANGUAGE sql STABLE AS $fn$
+    SELECT coalesce(jsonb_object_agg(id_name, id_value), '{}'::jsonb)
+      FROM tb_customer_ids WHERE customer_id = p_customer AND hard = 1
+$fn$;
+
+-- A hard id name the two sets hold with different values, or NULL.
+CREATE OR REPLACE FUNCTION tb_clash(a JSONB, b JSONB) RETURNS TEXT
+LANGUAGE sql IMMUTABLE AS $fn$
+    SELECT k FROM jsonb_each_text(a) AS x (k, v)
+     WHERE b ? k AND b ->> k <> v
+     ORDER BY k LIMIT 1
+$fn$;
+
+-- Fold profile p_src into p_dst (see tb_merge in tb_store.c).
+CREATE OR REPLACE FUNCTION tb_merge(p_project TEXT, p_dst BIGINT,
+                                    p_src BIGINT, p_now DOUBLE PRECISION)
+RETURNS VOID LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE tb_customer_ids SET customer_id = p_dst WHERE customer_id = p_src;
+    UPDATE tb_events SET customer_id = p_dst WHERE customer_id = p_src;
+    UPDATE tb_customer_updates SET customer_id = p_dst
+     WHERE customer_id = p_src;
+    INSERT INTO tb_customer_properties AS cur (customer_id, name, value,
+                                               updated_at)
+    SELECT p_dst, name, value, updated_at
+      FROM tb_customer_properties WHERE customer_id = p_src
+    ON CONFLICT (customer_id, name) DO UPDATE
+       SET value = excluded.value, updated_at = excluded.updated_at
+     WHERE excluded.updated_at > cur.updated_at
+        OR (excluded.updated_at = cur.updated_at
+            AND excluded.value > cur.value);
+    DELETE FROM tb_customer_properties WHERE customer_id = p_src;
+    DELETE FROM tb_customers WHERE id = p_src;
+    INSERT INTO tb_events (project, customer_id, event_type, timestamp,
+                           properties, received_at)
+    VALUES (p_project, p_dst, 'merge', p_now,
+            '{"merged_customer_id":' || p_src || '}', p_now);
+END
+$fn$;
+
+-- The profile a command's ids name (see tb_identify in tb_store.c).
+-- Raises SQLSTATE TB001 with the clashing hard id name as message.
+CREATE OR REPLACE FUNCTION tb_identify(p_project TEXT, p_now DOUBLE PRECISION,
+                                       p_ids JSON)
+RETURNS BIGINT LANGUAGE plpgsql AS $fn$
+DECLARE
+    n       INTEGER := json_array_length(p_ids);
+    names   TEXT[];
+    vals    TEXT[];
+    hards   BOOLEAN[];
+    owner   BIGINT[];              -- profile of each id, or NULL
+    mine    JSONB := '{}'::jsonb;
+    target  BIGINT;
+    src     BIGINT;
+    dst     BIGINT;
+    clash   TEXT;
+    i       INTEGER;
+    j       INTEGER;
+BEGIN
+    FOR i IN 1 .. n LOOP
+        names[i] := p_ids -> (i - 1) ->> 0;
+        vals[i] := p_ids -> (i - 1) ->> 1;
+        hards[i] := (p_ids -> (i - 1) ->> 2)::boolean;
+        owner[i] := (SELECT customer_id FROM tb_customer_ids
+                      WHERE project = p_project AND id_name = names[i]
+                        AND id_value = vals[i]);
+        IF hards[i] THEN
+            mine := mine || jsonb_build_object(names[i], vals[i]);
+        END IF;
+    END LOOP;
+
+    -- hard ids first: their profiles must agree, then merge
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN NOT hards[i] OR owner[i] IS NULL;
+        clash := tb_clash(tb_hard_ids(owner[i]), mine);
+        IF clash IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'TB001', MESSAGE = clash;
+        END IF;
+        FOR j IN 1 .. i - 1 LOOP
+            IF hards[j] AND owner[j] IS NOT NULL AND owner[j] <> owner[i] THEN
+                clash := tb_clash(tb_hard_ids(owner[i]), tb_hard_ids(owner[j]));
+                IF clash IS NOT NULL THEN
+                    RAISE EXCEPTION USING ERRCODE = 'TB001', MESSAGE = clash;
+                END IF;
+            END IF;
+        END LOOP;
+    END LOOP;
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN NOT hards[i] OR owner[i] IS NULL;
+        IF target IS NULL THEN
+            target := owner[i];
+        ELSIF target <> owner[i] THEN
+            dst := least(target, owner[i]);
+            src := greatest(target, owner[i]);
+            PERFORM tb_merge(p_project, dst, src, p_now);
+            FOR j IN 1 .. n LOOP
+                IF owner[j] = src THEN
+                    owner[j] := dst;
+                END IF;
+            END LOOP;
+            target := dst;
+        END IF;
+    END LOOP;
+
+    -- soft ids: clash -> the id moves here; else the profiles merge
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN hards[i] OR owner[i] IS NULL
+                   OR owner[i] = coalesce(target, -1);
+        IF tb_clash(tb_hard_ids(owner[i]),
+                    CASE WHEN target IS NULL THEN mine
+                         ELSE mine || tb_hard_ids(target) END) IS NOT NULL THEN
+            owner[i] := NULL;
+            CONTINUE;
+        END IF;
+        IF target IS NULL THEN
+            target := owner[i];
+            CONTINUE;
+        END IF;
+        dst := least(target, owner[i]);
+        src := greatest(target, owner[i]);
+        PERFORM tb_merge(p_project, dst, src, p_now);
+        FOR j IN 1 .. n LOOP
+            IF owner[j] = src THEN
+                owner[j] := dst;
+            END IF;
+        END LOOP;
+        target := dst;
+    END LOOP;
+
+    IF target IS NULL THEN
+        INSERT INTO tb_customers (project, created_at)
+        VALUES (p_project, p_now) RETURNING id INTO target;
+    END IF;
+    -- unknown ids join the profile; moved soft ids are re-pointed
+    FOR i IN 1 .. n LOOP
+        CONTINUE WHEN owner[i] IS NOT NULL;
+        UPDATE tb_customer_ids SET customer_id = target
+         WHERE project = p_project AND id_name = names[i]
+           AND id_value = vals[i];
+        IF NOT FOUND THEN
+            INSERT INTO tb_customer_ids (project, id_name, id_value,
+                                         customer_id, hard)
+            VALUES (p_project, names[i], vals[i], target,
+                    CASE WHEN hards[i] THEN 1 ELSE 0 END);
+        END IF;
+    END LOOP;
+    RETURN target;
+END
+$fn$;
+
+-- One command (see tb_write_command in tb_store.c): 'ok', 'dup', or
+-- 'conflict:<hard id name>'.
+CREATE OR REPLACE FUNCTION tb_record_command(p_project TEXT, p_key TEXT,
+                                             p_now DOUBLE PRECISION,
+                                             p_since DOUBLE PRECISION, c JSON)
+RETURNS TEXT LANGUAGE plpgsql AS $fn$
+DECLARE
+    customer BIGINT;
+    cid      TEXT := c ->> 'cid';
+    at       DOUBLE PRECISION := (c ->> 't')::double precision;
+BEGIN
+    IF cid IS NOT NULL AND EXISTS (SELECT 1 FROM tb_command_log
+                                    WHERE project = p_project
+                                      AND key_id = p_key
+                                      AND command_id = cid) THEN
+        RETURN 'dup';
+    END IF;
+    BEGIN                                -- a subtransaction: a conflict
+        customer := tb_identify(p_project, p_now, c -> 'ids');  -- undoes it
+    EXCEPTION WHEN SQLSTATE 'TB001' THEN
+        RETURN 'conflict:' || SQLERRM;
+    END;
+    IF cid IS NOT NULL THEN
+        INSERT INTO tb_command_log (project, key_id, command_id, received_at)
+        VALUES (p_project, p_key, cid, p_now);
+    END IF;
+    IF c ->> 'k' = 'e' THEN
+        IF c ->> 'dk' IS NOT NULL
+           AND EXISTS (SELECT 1 FROM tb_events
+                        WHERE customer_id = customer
+                          AND dedup_key = c ->> 'dk'
+                          AND received_at >= p_since) THEN
+            RETURN 'dup';
+        END IF;
+        INSERT INTO tb_events (project, customer_id, event_type, timestamp,
+                               properties, received_at, command_id, dedup_key)
+        VALUES (p_project, customer, c ->> 'et', at, (c -> 'p')::text, p_now,
+                cid, c ->> 'dk');
+    ELSE
+        INSERT INTO tb_customer_updates (project, customer_id, properties,
+                                         update_time, received_at, command_id)
+        VALUES (p_project, customer, (c -> 'p')::text, at, p_now, cid);
+        INSERT INTO tb_customer_properties AS cur (customer_id, name, value,
+                                                   updated_at)
+        SELECT customer, key, value::text, at FROM json_each(c -> 'p')
+        ON CONFLICT (customer_id, name) DO UPDATE
+           SET value = excluded.value, updated_at = excluded.updated_at
+         WHERE excluded.updated_at > cur.updated_at
+            OR (excluded.updated_at = cur.updated_at
+                AND excluded.value > cur.value);
+    END IF;
+    RETURN 'ok';
+END
+$fn$;
+
+-- A batch, in one statement: the statuses of its commands, comma-separated.
+-- The ids of the whole batch are locked first, in one order, so parallel
+-- batches naming one customer wait for each other (and cannot deadlock)
+-- instead of each creating a profile.
+CREATE OR REPLACE FUNCTION tb_record_batch(p_project TEXT, p_key TEXT,
+                                           p_now DOUBLE PRECISION,
+                                           p_window DOUBLE PRECISION,
+                                           p_commands JSON)
+RETURNS TEXT LANGUAGE plpgsql AS $fn$
+DECLARE
+    c       JSON;
+    out     TEXT[] := '{}';
+BEGIN
+    PERFORM pg_advisory_xact_lock(h)
+       FROM (SELECT DISTINCT hashtextextended(p_project || '/' || (i ->> 0)
+                                              || '=' || (i ->> 1), 0) AS h
+               FROM json_array_elements(p_commands) AS cmd,
+                    json_array_elements(cmd -> 'ids') AS i
+              ORDER BY 1) AS ordered;
+    DELETE FROM tb_command_log WHERE received_at < p_now - p_window;
+    FOR c IN SELECT * FROM json_array_elements(p_commands) LOOP
+        out := out || tb_record_command(p_project, p_key, p_now,
+                                        p_now - 90 * 86400, c);
+    END LOOP;
+    RETURN array_to_string(out, ',');
+END
+$fn$;
