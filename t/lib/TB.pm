@@ -10,7 +10,7 @@ use JSON::PP ();
 use Apache::Test ();
 use Apache::TestRequest ();
 
-our @EXPORT_OK = qw(post_json post_raw decode db db_counts db_clear
+our @EXPORT_OK = qw(engine post_json post_raw decode db db_counts db_clear
                     raw_http batch_url json);
 
 my $JSON = JSON::PP->new->canonical(1)->allow_nonref(1);
@@ -43,16 +43,39 @@ sub db_path {
     return "$vars->{t_dir}/db/track.sqlite";
 }
 
+# Which engine the server under test records into (t/run-suite sets it).
+sub engine { return ($ENV{TB_DBD_DRIVER} || 'sqlite3') eq 'pgsql' ? 'pgsql' : 'sqlite' }
+
 sub db {
-    my $dbh = DBI->connect('dbi:SQLite:dbname=' . db_path(), '', '',
-                           { RaiseError => 1, AutoCommit => 1,
-                             sqlite_unicode => 0 });
-    $dbh->sqlite_busy_timeout(10000);
+    my $dbh;
+    if (engine() eq 'pgsql') {
+        my %p = map { split /=/, $_, 2 } split ' ', $ENV{TB_DBD_PARAMS};
+        my $user = delete $p{user} || '';
+        delete $p{$_} for qw(connect_timeout options keepalives);
+        $dbh = DBI->connect('dbi:Pg:' . join(';', map { "$_=$p{$_}" } sort keys %p),
+                            $user, '', { RaiseError => 1, AutoCommit => 1,
+                                         PrintWarn => 0, pg_enable_utf8 => 0 });
+    }
+    else {
+        $dbh = DBI->connect('dbi:SQLite:dbname=' . db_path(), '', '',
+                            { RaiseError => 1, AutoCommit => 1,
+                              sqlite_unicode => 0 });
+        $dbh->sqlite_busy_timeout(10000);
+    }
     # the shipped schema file must be valid SQL, and idempotent
-    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . '/schema/sqlite.sql'
-        or die "schema/sqlite.sql: $!";
+    my $file = engine() eq 'pgsql' ? 'pgsql.sql' : 'sqlite.sql';
+    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . "/schema/$file"
+        or die "schema/$file: $!";
     my $sql = do { local $/; <$fh> };
-    $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
+    if (engine() eq 'pgsql') {
+        local $dbh->{PrintWarn} = 0;
+        $dbh->do('SELECT pg_advisory_lock(7462626174)');
+        $dbh->do($sql);
+        $dbh->do('SELECT pg_advisory_unlock(7462626174)');
+    }
+    else {
+        $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
+    }
     return $dbh;
 }
 
@@ -114,8 +137,8 @@ package TB;
 sub admin {
     my @args = @_;
     my $bin = $ENV{TB_ADMIN} or die "TB_ADMIN is not set (use t/run-suite)";
-    my $db  = db_path();
-    my $out = qx{"$bin" -p "$db" @{[ map { "'$_'" } @args ]} 2>/dev/null};
+    my $db  = engine() eq 'pgsql' ? $ENV{TB_DBD_PARAMS} : db_path();
+    my $out = qx{"$bin" -d @{[ engine() eq 'pgsql' ? 'pgsql' : 'sqlite3' ]} -p "$db" @{[ map { "'$_'" } @args ]} 2>/dev/null};
     my %h = (out => $out, status => $? >> 8);
     for (split /\n/, $out) { $h{$1} = $2 if /^(\w+)=(.*)$/ }
     # every key and secret handed out, for t/track/99_no_secrets.t
