@@ -208,14 +208,18 @@ ok t_cmp(scalar(@{ decode($utf8)->{commands} }), 3, 'UTF-8 batch is JSON');
 
     # the same in hex, straight from SQL, so no driver decoding is involved
     my $dbh = db();
+    my $hex = TB::engine() eq 'pgsql'
+            ? sub { "upper(encode(convert_to($_[0], 'UTF8'), 'hex'))" }
+            : sub { "hex($_[0])" };
     my ($et, $props, $cmd) = $dbh->selectrow_array(
-        "SELECT hex(event_type), hex(properties), hex(command_id)
+        "SELECT @{[ $hex->('event_type') ]}, @{[ $hex->('properties') ]},
+                @{[ $hex->('command_id') ]}
            FROM tb_events WHERE project = ?", undef, $utf8_project);
     ok t_cmp($et, uc unpack('H*', b('kauf-ä-₿-𝄞')), 'event_type bytes (hex)');
     ok t_cmp($props, uc unpack('H*', b('{"größe":"ñ-€-😀","emoji":"🎉🎉","mixed":["é","中文","𐍈"]}')),
              'event properties bytes (hex)');
     my ($id) = $dbh->selectrow_array(
-        "SELECT hex(id_value) FROM tb_customer_ids
+        "SELECT @{[ $hex->('id_value') ]} FROM tb_customer_ids
           WHERE project = ? AND id_name = 'cookie'", undef, $utf8_project);
     ok t_cmp($id, uc unpack('H*', b('ćookie-日本-🍪')), 'cookie id bytes (hex)');
 }
