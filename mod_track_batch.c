@@ -1174,9 +1174,19 @@ static int tb_handler(request_rec *r)
 
     now = tb_seconds(apr_time_now());
     answer = tb_answer_batch(r->pool, &batch, received, now, now, &len);
-    ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, TBLOGNO(00008)
-                  "project '%s': %d of %d command(s) recorded", project,
-                  batch.n_valid, batch.commands->nelts);
+    if (APLOGrtrace1(r)) {
+        int i, kept = 0, again = 0;
+        for (i = 0; i < batch.commands->nelts; i++) {
+            const tb_command *c = &APR_ARRAY_IDX(batch.commands, i, tb_command);
+            if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
+                *(c->duplicate ? &again : &kept) += 1;
+            }
+        }
+        ap_log_rerror(APLOG_MARK, APLOG_TRACE1, 0, r, TBLOGNO(00008)
+                      "project '%s': %d command(s), %d recorded, %d recorded "
+                      "before (retry or identical event)", project,
+                      batch.commands->nelts, kept, again);
+    }
     return tb_reply(r, HTTP_OK, answer, len);
 }
 
