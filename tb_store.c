@@ -511,6 +511,44 @@ static const char *tb_merge(tb_store *s, apr_pool_t *p, const char *project,
     return NULL;
 }
 
+/* Bring id @a i's profile into the command's: it becomes the target when
+ * there is none yet, else the two merge into the older one and every id
+ * on the merged-away profile now names the survivor. */
+static const char *tb_join(tb_store *s, apr_pool_t *p, const char *project,
+                           const char *now, int n, const char **found,
+                           apr_table_t **hard, int i, const char **target,
+                           apr_table_t **target_hard, int *rv)
+{
+    const char *dst, *src, *what;
+    apr_table_t *dh, *sh;
+    int j;
+
+    if (!*target) {
+        *target = found[i];
+        *target_hard = hard[i];
+        return NULL;
+    }
+    if (!strcmp(*target, found[i])) {
+        return NULL;
+    }
+    dst = tb_id_num(found[i]) < tb_id_num(*target) ? found[i] : *target;
+    src = dst == *target ? found[i] : *target;
+    dh = dst == *target ? *target_hard : hard[i];
+    sh = dst == *target ? hard[i] : *target_hard;
+    if ((what = tb_merge(s, p, project, dst, src, now, dh, sh, rv))) {
+        return what;
+    }
+    for (j = 0; j < n; j++) {
+        if (found[j] && !strcmp(found[j], src)) {
+            found[j] = dst;
+            hard[j] = dh;
+        }
+    }
+    *target = dst;
+    *target_hard = dh;
+    return NULL;
+}
+
 /* The profile a command's ids name (README, "Customer identity"):
  *  - profiles named by its hard ids merge into the oldest, unless two of
  *    them hold different values of one hard id: the command fails;
@@ -573,27 +611,9 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
         if (!id->hard || !found[i]) {
             continue;
         }
-        if (!target) {
-            target = found[i];
-            target_hard = hard[i];
-        }
-        else if (strcmp(target, found[i])) {
-            const char *dst = tb_id_num(found[i]) < tb_id_num(target)
-                              ? found[i] : target;
-            const char *src = dst == target ? found[i] : target;
-            apr_table_t *dh = dst == target ? target_hard : hard[i];
-            apr_table_t *sh = dst == target ? hard[i] : target_hard;
-            if ((what = tb_merge(s, p, project, dst, src, now, dh, sh, rv))) {
-                return what;
-            }
-            for (j = 0; j < n; j++) {
-                if (found[j] && !strcmp(found[j], src)) {
-                    found[j] = dst;
-                    hard[j] = dh;
-                }
-            }
-            target = dst;
-            target_hard = dh;
+        if ((what = tb_join(s, p, project, now, n, found, hard, i, &target,
+                            &target_hard, rv))) {
+            return what;
         }
     }
 
@@ -611,28 +631,9 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
             found[i] = NULL;                   /* attached below, moved */
             continue;
         }
-        if (!target) {
-            target = found[i];
-            target_hard = hard[i];
-            continue;
-        }
-        {
-            const char *dst = tb_id_num(found[i]) < tb_id_num(target)
-                              ? found[i] : target;
-            const char *src = dst == target ? found[i] : target;
-            apr_table_t *dh = dst == target ? target_hard : hard[i];
-            apr_table_t *sh = dst == target ? hard[i] : target_hard;
-            if ((what = tb_merge(s, p, project, dst, src, now, dh, sh, rv))) {
-                return what;
-            }
-            for (j = 0; j < n; j++) {
-                if (found[j] && !strcmp(found[j], src)) {
-                    found[j] = dst;
-                    hard[j] = dh;
-                }
-            }
-            target = dst;
-            target_hard = dh;
+        if ((what = tb_join(s, p, project, now, n, found, hard, i, &target,
+                            &target_hard, rv))) {
+            return what;
         }
     }
 

@@ -160,6 +160,30 @@ BEGIN
 END
 $fn$;
 
+-- Bring id i's profile into the command's (see tb_join in tb_store.c).
+CREATE OR REPLACE FUNCTION tb_join(p_project TEXT, p_now DOUBLE PRECISION,
+                                   INOUT target BIGINT, INOUT owner BIGINT[],
+                                   i INTEGER)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    src BIGINT;
+    dst BIGINT;
+BEGIN
+    IF target IS NULL THEN
+        target := owner[i];
+        RETURN;
+    END IF;
+    IF target = owner[i] THEN
+        RETURN;
+    END IF;
+    dst := least(target, owner[i]);
+    src := greatest(target, owner[i]);
+    PERFORM tb_merge(p_project, dst, src, p_now);
+    owner := array_replace(owner, src, dst);
+    target := dst;
+END
+$fn$;
+
 -- The profile a command's ids name (see tb_identify in tb_store.c).
 -- Raises SQLSTATE TB001 with the clashing hard id name as message.
 CREATE OR REPLACE FUNCTION tb_identify(p_project TEXT, p_now DOUBLE PRECISION,
@@ -173,8 +197,6 @@ DECLARE
     owner   BIGINT[];              -- profile of each id, or NULL
     mine    JSONB := '{}'::jsonb;
     target  BIGINT;
-    src     BIGINT;
-    dst     BIGINT;
     clash   TEXT;
     i       INTEGER;
     j       INTEGER;
@@ -209,19 +231,8 @@ BEGIN
     END LOOP;
     FOR i IN 1 .. n LOOP
         CONTINUE WHEN NOT hards[i] OR owner[i] IS NULL;
-        IF target IS NULL THEN
-            target := owner[i];
-        ELSIF target <> owner[i] THEN
-            dst := least(target, owner[i]);
-            src := greatest(target, owner[i]);
-            PERFORM tb_merge(p_project, dst, src, p_now);
-            FOR j IN 1 .. n LOOP
-                IF owner[j] = src THEN
-                    owner[j] := dst;
-                END IF;
-            END LOOP;
-            target := dst;
-        END IF;
+        SELECT jr.target, jr.owner INTO target, owner
+          FROM tb_join(p_project, p_now, target, owner, i) AS jr;
     END LOOP;
 
     -- soft ids: clash -> the id moves here; else the profiles merge
@@ -234,19 +245,8 @@ BEGIN
             owner[i] := NULL;
             CONTINUE;
         END IF;
-        IF target IS NULL THEN
-            target := owner[i];
-            CONTINUE;
-        END IF;
-        dst := least(target, owner[i]);
-        src := greatest(target, owner[i]);
-        PERFORM tb_merge(p_project, dst, src, p_now);
-        FOR j IN 1 .. n LOOP
-            IF owner[j] = src THEN
-                owner[j] := dst;
-            END IF;
-        END LOOP;
-        target := dst;
+        SELECT jr.target, jr.owner INTO target, owner
+          FROM tb_join(p_project, p_now, target, owner, i) AS jr;
     END LOOP;
 
     IF target IS NULL THEN
