@@ -537,3 +537,121 @@ sub error_body_re {
 push @TB::EXPORT_OK, qw(hostport_of http_conn parse_responses http_request
                         post_at chunked db_file db_create db_project_rows no_rows
                         results_text error_body_re);
+# ---------------------------------------------------------------------
+# Helpers added for the identity, convergence and deduplication tests
+# (t/track/7*.t).  Nothing above is changed.  Database reads use only
+# portable SQL through db(), so they hold for SQLite and PostgreSQL alike;
+# values and times are compared in Perl (JSON decoded, times as numbers).
+
+package TB;
+
+# A customers/events command: ids (a hash), event type, then more fields
+# of "data" (timestamp, properties) and of the command (command_id).
+sub ev {
+    my ($ids, $type, %a) = @_;
+    my %cmd = (name => 'customers/events');
+    $cmd{command_id} = delete $a{command_id} if exists $a{command_id};
+    $cmd{data} = { customer_ids => $ids, event_type => $type, %a };
+    return \%cmd;
+}
+
+# A customers command: ids, properties, then more fields as for ev().
+sub cu {
+    my ($ids, $props, %a) = @_;
+    my %cmd = (name => 'customers');
+    $cmd{command_id} = delete $a{command_id} if exists $a{command_id};
+    $cmd{data} = { customer_ids => $ids, properties => $props, %a };
+    return \%cmd;
+}
+
+# POST a batch (an array of commands, or a body string sent as is) and
+# return the answer with its results as one line of text: each result is
+# "ok" or its errors joined by " + ", with " #command_id" when one came
+# back; results joined by " | ".  Anything but a 200 batch answer gives
+# "HTTP <code>: <body>".
+sub send_batch {
+    my ($url, $cmds, @h) = @_;
+    my $r = post_json($url, ref $cmds eq 'ARRAY' ? { commands => $cmds }
+                                                  : $cmds, @h);
+    return ($r, results_line($r->code, $r->content));
+}
+
+sub results_line {
+    my ($code, $body) = @_;
+    my $a = $code == 200 ? decode($body) : undef;
+    return "HTTP $code: " . ($body // '')
+        unless $a && ref $a->{results} eq 'ARRAY';
+    return join ' | ', map {
+        ($_->{success} ? 'ok' : join(' + ', @{ $_->{errors} || [] }))
+        . (exists $_->{command_id} ? " #$_->{command_id}" : '')
+    } @{ $a->{results} };
+}
+
+# The profile an id names now, or undef.
+sub customer_of {
+    my ($project, $name, $value, $dbh) = @_;
+    $dbh ||= db();
+    my ($c) = $dbh->selectrow_array(
+        'SELECT customer_id FROM tb_customer_ids
+          WHERE project = ? AND id_name = ? AND id_value = ?',
+        undef, $project, $name, $value);
+    return $c;
+}
+
+# How many profiles a project has.
+sub customers_in {
+    my ($project, $dbh) = @_;
+    $dbh ||= db();
+    my ($n) = $dbh->selectrow_array(
+        'SELECT count(*) FROM tb_customers WHERE project = ?', undef, $project);
+    return $n;
+}
+
+# One profile as plain data:
+#   exists  => 1 if its tb_customers row is there
+#   ids     => "name=value,..." sorted ("" when none)
+#   events  => [ "type|properties" ... ] sorted, properties re-encoded
+#              canonically (the timestamp is left out; see events_full)
+#   events_full => [ [type, timestamp, properties (decoded), command_id] ]
+#   updates => number of tb_customer_updates rows
+#   props   => { name => [ value (decoded), updated_at ] }
+sub profile {
+    my ($cid, $dbh) = @_;
+    $dbh ||= db();
+    my %p;
+    ($p{exists}) = $dbh->selectrow_array(
+        'SELECT count(*) FROM tb_customers WHERE id = ?', undef, $cid);
+    $p{ids} = join ',', sort map { "$_->[0]=$_->[1]" } @{ $dbh->selectall_arrayref(
+        'SELECT id_name, id_value FROM tb_customer_ids WHERE customer_id = ?',
+        undef, $cid) };
+    my $ev = $dbh->selectall_arrayref(
+        'SELECT event_type, timestamp, properties, command_id FROM tb_events
+          WHERE customer_id = ? ORDER BY id', undef, $cid);
+    $p{events_full} = [ map { [ $_->[0], $_->[1], decode($_->[2]), $_->[3] ] } @$ev ];
+    $p{events} = [ sort map { "$_->[0]|" . $JSON->encode($_->[2]) }
+                   @{ $p{events_full} } ];
+    ($p{updates}) = $dbh->selectrow_array(
+        'SELECT count(*) FROM tb_customer_updates WHERE customer_id = ?',
+        undef, $cid);
+    $p{props} = { map { $_->[0] => [ decode($_->[1]), $_->[2] ] }
+                  @{ $dbh->selectall_arrayref(
+                      'SELECT name, value, updated_at FROM tb_customer_properties
+                        WHERE customer_id = ?', undef, $cid) } };
+    return \%p;
+}
+
+# A profile's properties as one line, "a=<json>@<time>;b=..." sorted by
+# name; times with 6 decimals, or the word given in %as for a name
+# (to hide a receipt time, say).
+sub props_line {
+    my ($props, %as) = @_;
+    return join ';', map {
+        "$_=" . $JSON->encode($props->{$_}[0]) . '@'
+        . ($as{$_} // sprintf('%.6f', $props->{$_}[1]))
+    } sort keys %$props;
+}
+
+push @TB::EXPORT_OK, qw(ev cu send_batch results_line customer_of
+                        customers_in profile props_line);
+
+1;
