@@ -314,7 +314,9 @@ static void tb_dedup_key(apr_pool_t *p, tb_command *c)
     char hex[TB_DIGEST_HEX + 1];
     int i;
 
-    if (!strcmp(c->event_type, "consent")) {
+    /* without a timestamp every event of a batch has the same receipt
+     * time: they are distinct events, not copies */
+    if (!c->time_given || !strcmp(c->event_type, "consent")) {
         return;
     }
     sorted = apr_pmemdup(p, c->props->elts,
@@ -322,7 +324,10 @@ static void tb_dedup_key(apr_pool_t *p, tb_command *c)
     qsort(sorted, c->props->nelts, sizeof(tb_prop), tb_prop_cmp);
     tb_sb_init(&sb, p, 256);
     tb_sb_add(&sb, c->event_type, strlen(c->event_type) + 1);
-    tb_sb_adds(&sb, apr_psprintf(p, "%.17g", c->time));
+    {
+        char num[32];
+        tb_sb_adds(&sb, tb_format_double(num, c->time));
+    }
     tb_sb_add(&sb, "", 1);
     for (i = 0; i < c->props->nelts; i++) {
         tb_sb_add(&sb, sorted[i].name, strlen(sorted[i].name) + 1);
@@ -343,6 +348,7 @@ static void tb_check_time(apr_pool_t *p, struct json_object *data,
     double t = now;
 
     if (v && !json_object_is_type(v, json_type_null)) {
+        c->time_given = 1;
         if (tb_is_number(v)) {
             t = json_object_get_double(v);
         }

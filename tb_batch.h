@@ -82,10 +82,13 @@ typedef struct {
     apr_array_header_t *ids;      /* tb_id, usable values only */
     const char *event_type;
     double time;                  /* event timestamp / update time */
+    int time_given;               /* from "timestamp"/"update_timestamp",
+                                     not the receipt time or "age" */
     const char *properties;       /* the properties object as JSON text */
     apr_array_header_t *props;    /* tb_prop, one per property */
     const char *dedup_key;        /* events: identifies an identical event
-                                     (Bloomreach's rule); NULL for consent */
+                                     (Bloomreach's rule); NULL for consent
+                                     and for events without a timestamp */
     int duplicate;                /* the store found it recorded already */
 } tb_command;
 

@@ -21,6 +21,7 @@
  */
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -675,6 +676,21 @@ void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n)
     }
     tb_sb_add(sb, s + run, n - run);
     tb_sb_add(sb, "\"", 1);
+}
+
+char *tb_format_double(char *buf, double v)
+{
+    char *c;
+
+    snprintf(buf, 32, "%.17g", v);
+    /* a locale may have set another decimal separator: the number has no
+     * other punctuation, so put '.' back */
+    for (c = buf; *c; c++) {
+        if (*c == ',') {
+            *c = '.';
+        }
+    }
+    return buf;
 }
 
 void tb_sb_add_time(tb_sb_t *sb, double t)

@@ -97,6 +97,14 @@ void tb_sb_add(tb_sb_t *sb, const char *s, apr_size_t n);
 void tb_sb_adds(tb_sb_t *sb, const char *s);
 /** Append @a s as a quoted JSON string (input is valid UTF-8). */
 void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n);
+/**
+ * Format a finite double so that it reads back exactly and is a JSON
+ * number (17 significant digits, '.' whatever the locale).  APR's own %g
+ * writes "2.e+6", which is not JSON.
+ * @return @a buf, which must hold 32 bytes
+ */
+char *tb_format_double(char *buf, double v);
+
 /** Append a Unix time in seconds with microseconds. */
 void tb_sb_add_time(tb_sb_t *sb, double t);
 /** NUL-terminate and return the text. */

@@ -127,12 +127,16 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     TB_NEWER_PROPERTY,
 
     "SELECT command_id FROM tb_command_log"
-    " WHERE project = %s AND key_id = %s AND command_id = %s",
+    " WHERE project = %s AND key_id = %s AND command_id = %s"
+    " AND expires_at > %s",
 
-    "INSERT INTO tb_command_log (project, key_id, command_id, received_at)"
-    " VALUES (%s, %s, %s, %s)",
+    /* a row expired but not yet purged is simply renewed */
+    "INSERT INTO tb_command_log (project, key_id, command_id, received_at,"
+    " expires_at) VALUES (%s, %s, %s, %s, %s)"
+    " ON CONFLICT (project, key_id, command_id) DO UPDATE"
+    " SET received_at = excluded.received_at, expires_at = excluded.expires_at",
 
-    "DELETE FROM tb_command_log WHERE received_at < %s",
+    "DELETE FROM tb_command_log WHERE expires_at <= %s",
 
     NULL,                                   /* PostgreSQL only */
 
@@ -374,7 +378,8 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
 static const char *tb_num(apr_pool_t *p, double v)
 {
     /* 17 significant digits: the double comes back exactly */
-    return apr_psprintf(p, "%.17g", v);
+    char buf[32];
+    return apr_pstrdup(p, tb_format_double(buf, v));
 }
 
 static const char *tb_query(tb_store *s, apr_pool_t *p, tb_stmt st, int *rv,
@@ -677,7 +682,8 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
 static const char *tb_write_command(tb_store *s, apr_pool_t *p,
                                     const char *project, const char *key_id,
                                     tb_command *c, const char *now,
-                                    const char *dedup_since, int *rv)
+                                    const char *dedup_since,
+                                    const char *expires, int *rv)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
     const char *cid, *when, *what, *conflict;
@@ -687,8 +693,8 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
     /* a retried command_id under the same key is acknowledged, not kept */
     if (c->command_id) {
         if ((what = tb_select(s, p, TB_FIND_COMMAND, rv,
-                              "looking up a command_id", &rows, 1, 3, project,
-                              key_id ? key_id : "", c->command_id))) {
+                              "looking up a command_id", &rows, 1, 4, project,
+                              key_id ? key_id : "", c->command_id, now))) {
             return what;
         }
         if (rows->nelts) {
@@ -717,8 +723,8 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
     }
     if (c->command_id
         && (what = tb_query(s, p, TB_LOG_COMMAND, rv, "logging a command_id",
-                            4, project, key_id ? key_id : "", c->command_id,
-                            now))) {
+                            5, project, key_id ? key_id : "", c->command_id,
+                            now, expires))) {
         return what;
     }
 
@@ -769,6 +775,7 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
     const char *now = tb_num(p, received), *what = NULL;
     const char *since = tb_num(p, received - TB_EVENT_DEDUP_WINDOW);
+    const char *expires = tb_num(p, received + dedup_window);
     int i, rv = 0;
 
     *errp = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -776,13 +783,14 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
         return apr_psprintf(p, "starting a transaction: %s (%d)",
                             sqlite3_errmsg(db), *errp);
     }
+
     what = tb_query(s, p, TB_PURGE_LOG, &rv, "forgetting old command_ids",
-                    1, tb_num(p, received - dedup_window));
+                    1, now);
     for (i = 0; i < batch->commands->nelts && !what; i++) {
         tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
         if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
             what = tb_write_command(s, p, project, key_id, c, now, since,
-                                    &rv);
+                                    expires, &rv);
         }
     }
     if (what) {

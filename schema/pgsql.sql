@@ -68,16 +68,18 @@ CREATE TABLE IF NOT EXISTS tb_customer_properties (
 );
 
 -- command_ids seen per project and key, so a retry is not recorded twice;
--- forgotten after TrackBatchDedupWindow.
+-- each remembered until expires_at (receipt + the location's
+-- TrackBatchDedupWindow), then purged.
 CREATE TABLE IF NOT EXISTS tb_command_log (
     project     TEXT NOT NULL,
     key_id      TEXT NOT NULL,          -- '' on an open location
     command_id  TEXT NOT NULL,
     received_at DOUBLE PRECISION NOT NULL,
+    expires_at  DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, key_id, command_id)
 );
-CREATE INDEX IF NOT EXISTS tb_command_log_received
-    ON tb_command_log (received_at);
+CREATE INDEX IF NOT EXISTS tb_command_log_expires
+    ON tb_command_log (expires_at);
 
 -- Projects and their access keys (managed with track-batch-admin).
 CREATE TABLE IF NOT EXISTS tb_projects (
@@ -270,11 +272,16 @@ BEGIN
 END
 $fn$;
 
+DROP FUNCTION IF EXISTS tb_record_command(TEXT, TEXT, DOUBLE PRECISION,
+                                          DOUBLE PRECISION, JSON);
+
 -- One command (see tb_write_command in tb_store.c): 'ok', 'dup', or
 -- 'conflict:<hard id name>'.
 CREATE OR REPLACE FUNCTION tb_record_command(p_project TEXT, p_key TEXT,
                                              p_now DOUBLE PRECISION,
-                                             p_since DOUBLE PRECISION, c JSON)
+                                             p_since DOUBLE PRECISION,
+                                             p_expires DOUBLE PRECISION,
+                                             c JSON)
 RETURNS TEXT LANGUAGE plpgsql AS $fn$
 DECLARE
     customer BIGINT;
@@ -284,7 +291,8 @@ BEGIN
     IF cid IS NOT NULL AND EXISTS (SELECT 1 FROM tb_command_log
                                     WHERE project = p_project
                                       AND key_id = p_key
-                                      AND command_id = cid) THEN
+                                      AND command_id = cid
+                                      AND expires_at > p_now) THEN
         RETURN 'dup';
     END IF;
     BEGIN                                -- a subtransaction: a conflict
@@ -293,8 +301,12 @@ BEGIN
         RETURN 'conflict:' || SQLERRM;
     END;
     IF cid IS NOT NULL THEN
-        INSERT INTO tb_command_log (project, key_id, command_id, received_at)
-        VALUES (p_project, p_key, cid, p_now);
+        INSERT INTO tb_command_log (project, key_id, command_id, received_at,
+                                    expires_at)
+        VALUES (p_project, p_key, cid, p_now, p_expires)
+        ON CONFLICT (project, key_id, command_id) DO UPDATE
+           SET received_at = excluded.received_at,
+               expires_at = excluded.expires_at;
     END IF;
     IF c ->> 'k' = 'e' THEN
         IF c ->> 'dk' IS NOT NULL
@@ -344,10 +356,11 @@ BEGIN
                FROM json_array_elements(p_commands) AS cmd,
                     json_array_elements(cmd -> 'ids') AS i
               ORDER BY 1) AS ordered;
-    DELETE FROM tb_command_log WHERE received_at < p_now - p_window;
+    DELETE FROM tb_command_log WHERE expires_at <= p_now;
     FOR c IN SELECT * FROM json_array_elements(p_commands) LOOP
         out := out || tb_record_command(p_project, p_key, p_now,
-                                        p_now - 90 * 86400, c);
+                                        p_now - 90 * 86400,
+                                        p_now + p_window, c);
     END LOOP;
     RETURN array_to_string(out, ',');
 END

@@ -66,16 +66,18 @@ CREATE TABLE IF NOT EXISTS tb_customer_properties (
 );
 
 -- command_ids seen per project and key, so a retry is not recorded twice;
--- forgotten after TrackBatchDedupWindow.
+-- each remembered until expires_at (receipt + the location's
+-- TrackBatchDedupWindow), then purged.
 CREATE TABLE IF NOT EXISTS tb_command_log (
     project     TEXT NOT NULL,
     key_id      TEXT NOT NULL,          -- '' on an open location
     command_id  TEXT NOT NULL,
     received_at REAL NOT NULL,
+    expires_at  REAL NOT NULL,
     PRIMARY KEY (project, key_id, command_id)
 );
-CREATE INDEX IF NOT EXISTS tb_command_log_received
-    ON tb_command_log (received_at);
+CREATE INDEX IF NOT EXISTS tb_command_log_expires
+    ON tb_command_log (expires_at);
 
 -- Projects and their access keys (managed with track-batch-admin).
 CREATE TABLE IF NOT EXISTS tb_projects (

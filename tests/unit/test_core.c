@@ -1615,6 +1615,22 @@ static const char *const iso_bad[] = {
     "1700000000",
 };
 
+/* Numbers written for SQL and for PostgreSQL's JSON read back exactly and
+ * are JSON (APR's %g would write "2.e+6"). */
+START_TEST(format_double_json)
+{
+    char buf[32];
+
+    ck_assert_str_eq(tb_format_double(buf, 2e6), "2000000");
+    ck_assert_str_eq(tb_format_double(buf, 1700000000.5), "1700000000.5");
+    ck_assert_str_eq(tb_format_double(buf, 123456.78), "123456.78");
+    ck_assert_str_eq(tb_format_double(buf, 0), "0");
+    ck_assert(strtod(tb_format_double(buf, 0.1), NULL) == 0.1);
+    ck_assert(strtod(tb_format_double(buf, 1795772049.742064), NULL)
+              == 1795772049.742064);
+}
+END_TEST
+
 /* Before 1970 still parses (an offset can bring it to the epoch); the
  * range check that follows refuses negative times. */
 START_TEST(iso_before_epoch)
@@ -2455,6 +2471,7 @@ static Suite *core_suite(void)
     tcase_add_loop_test(tc, iso_accepts, 0,
                         (int)(sizeof(iso_good) / sizeof(iso_good[0])));
     tcase_add_test(tc, iso_before_epoch);
+    tcase_add_test(tc, format_double_json);
     tcase_add_loop_test(tc, iso_rejects, 0,
                         (int)(sizeof(iso_bad) / sizeof(iso_bad[0])));
     tcase_add_test(tc, iso_length_bound);
