@@ -1144,6 +1144,9 @@ static int tb_handler(request_rec *r)
 
     text = tb_batch_parse(r->pool, body, len, (tb_body_kind)route->body,
                           &lim, received, &batch, &why);
+    /* the records hold copies of what they need: the body can go now, so
+     * a large batch is not held twice while it is recorded */
+    apr_pool_cleanup_run(r->pool, body, tb_free_cleanup);
     if (text) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00005)
                       "request refused: %s%s%s", text, why ? ": " : "",

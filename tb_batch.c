@@ -239,16 +239,18 @@ static const char *tb_check_prop(apr_pool_t *p, const char *name,
     return text;
 }
 
-/* Properties of either command: each checked, then joined into one object
- * text from the per-value serialisations already made.  Each property is
- * also listed: customers store them one by one, events hash them. */
+/* Properties of either command: each checked and serialised, then joined
+ * into one object text of the exact size (a growing buffer would leave
+ * its smaller copies in the pool: up to twice a large command).  Each
+ * property is also listed, its value pointing into that text. */
 static void tb_check_props(apr_pool_t *p, struct json_object *data,
-                           const tb_limits *lim, int copy_values,
-                           tb_command *c)
+                           const tb_limits *lim, tb_command *c)
 {
     struct json_object *props = tb_get(data, "properties");
+    const char **texts;
     tb_sb_t sb;
-    int i, first = 1, nerr = c->errors ? c->errors->nelts : 0;
+    apr_size_t total = 2;
+    int i, n = 0, nerr = c->errors ? c->errors->nelts : 0;
 
     c->props = apr_array_make(p, props && json_object_is_type(props,
                               json_type_object)
@@ -262,8 +264,9 @@ static void tb_check_props(apr_pool_t *p, struct json_object *data,
         tb_error(p, c, "Field 'properties' must be an object.");
         return;
     }
-    tb_sb_init(&sb, p, 256);
-    tb_sb_add(&sb, "{", 1);
+    /* the serialisations stay with their json-c values until the tree is
+     * freed, after this function */
+    texts = apr_palloc(p, (c->props->nalloc + 1) * sizeof(char *));
     json_object_object_foreach(props, name, v) {
         size_t vlen;
         const char *text = tb_check_prop(p, name, v, lim, c, &vlen);
@@ -272,30 +275,29 @@ static void tb_check_props(apr_pool_t *p, struct json_object *data,
         if (!text) {
             continue;
         }
-        if (!first) {
-            tb_sb_add(&sb, ",", 1);
-        }
-        first = 0;
-        tb_sb_add_jstr(&sb, name, strlen(name));
-        tb_sb_add(&sb, ":", 1);
         prop = apr_array_push(c->props);
         prop->name = apr_pstrdup(p, name);
-        /* an offset until the text stops moving */
-        prop->value = (const char *)(apr_uintptr_t)sb.len;
         prop->value_len = vlen;
-        tb_sb_add(&sb, text, vlen);
+        texts[n++] = text;
+        total += (n > 1) + tb_jstr_len(name, strlen(name)) + 1 + vlen;
     }
-    tb_sb_add(&sb, "}", 1);
     if ((c->errors ? c->errors->nelts : 0) != nerr) {
         return;
     }
-    c->properties = tb_sb_str(&sb);
-    for (i = 0; i < c->props->nelts; i++) {
+    tb_sb_init(&sb, p, total + 1);
+    tb_sb_add(&sb, "{", 1);
+    for (i = 0; i < n; i++) {
         tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
-        const char *at = c->properties + (apr_uintptr_t)prop->value;
-        prop->value = copy_values ? apr_pstrmemdup(p, at, prop->value_len)
-                                  : at;
+        if (i) {
+            tb_sb_add(&sb, ",", 1);
+        }
+        tb_sb_add_jstr(&sb, prop->name, strlen(prop->name));
+        tb_sb_add(&sb, ":", 1);
+        prop->value = sb.buf + sb.len;        /* the buffer never moves */
+        tb_sb_add(&sb, texts[i], prop->value_len);
     }
+    tb_sb_add(&sb, "}", 1);
+    c->properties = tb_sb_str(&sb);
 }
 
 static int tb_prop_cmp(const void *a, const void *b)
@@ -398,7 +400,7 @@ static void tb_check_event(apr_pool_t *p, struct json_object *data,
         c->event_type = apr_pstrmemdup(p, json_object_get_string(type),
                                        json_object_get_string_len(type));
     }
-    tb_check_props(p, data, lim, 0, c);
+    tb_check_props(p, data, lim, c);
     tb_check_time(p, data, "timestamp", now, c);
     c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_EVENT;
     if (c->kind == TB_CMD_EVENT) {
@@ -410,7 +412,7 @@ static void tb_check_customer(apr_pool_t *p, struct json_object *data,
                               const tb_limits *lim, double now, tb_command *c)
 {
     tb_check_ids(p, data, lim, c);
-    tb_check_props(p, data, lim, 1, c);
+    tb_check_props(p, data, lim, c);
     tb_check_time(p, data, "update_timestamp", now, c);
     c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_CUSTOMER;
 }

@@ -68,8 +68,8 @@ typedef struct {
 /** One property of a command. */
 typedef struct {
     const char *name;
-    const char *value;    /* serialised JSON; customers: NUL-terminated,
-                             events: within the properties text */
+    const char *value;    /* serialised JSON, within the command's
+                             properties text: not NUL-terminated */
     apr_size_t value_len;
 } tb_prop;
 

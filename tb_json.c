@@ -642,6 +642,23 @@ void tb_sb_adds(tb_sb_t *sb, const char *s)
     tb_sb_add(sb, s, strlen(s));
 }
 
+apr_size_t tb_jstr_len(const char *s, apr_size_t n)
+{
+    apr_size_t i, len = n + 2;
+
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t'
+            || c == '\b' || c == '\f') {
+            len += 1;
+        }
+        else if (c < 0x20) {
+            len += 5;
+        }
+    }
+    return len;
+}
+
 void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n)
 {
     static const char hex[] = "0123456789abcdef";

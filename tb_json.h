@@ -95,6 +95,8 @@ typedef struct {
 void tb_sb_init(tb_sb_t *sb, apr_pool_t *p, apr_size_t hint);
 void tb_sb_add(tb_sb_t *sb, const char *s, apr_size_t n);
 void tb_sb_adds(tb_sb_t *sb, const char *s);
+/** Length of @a s written by tb_sb_add_jstr, quotes included. */
+apr_size_t tb_jstr_len(const char *s, apr_size_t n);
 /** Append @a s as a quoted JSON string (input is valid UTF-8). */
 void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n);
 /**

@@ -187,7 +187,9 @@ static int tb_sqlite_busy(void *arg, int count)
 {
     tb_store *s = arg;
     apr_time_t now = apr_time_now();
-    apr_interval_time_t nap = apr_time_from_msec(count < 5 ? 1 << count : 20);
+    /* short naps: a writer's commit takes a few ms, and a lock freed
+     * early should be taken early */
+    apr_interval_time_t nap = count < 3 ? 250 << count : 2000;
 
     if (now >= s->deadline) {
         return 0;
@@ -203,51 +205,21 @@ static const char *tb_dbd_error(tb_store *s, apr_pool_t *p, const char *what,
     return apr_psprintf(p, "%s: %s (%d)", what, msg ? msg : "?", rv);
 }
 
-/* Run a schema file: statements end with ';' at the end of a line.  Done
- * one by one because apr_dbd_query trips over a trailing comment. */
-static const char *tb_run_schema(tb_store *s, apr_pool_t *p, const char *sql)
+/* SQLite setup (pragmas, schema) straight on the native handle: apr_dbd
+ * would hold its process-wide mutex while our busy handler waits, and a
+ * thread of the same child that holds the write lock needs that mutex to
+ * finish (a stall until the deadline). */
+static const char *tb_sqlite_exec(tb_store *s, apr_pool_t *p, const char *what,
+                                  const char *sql)
 {
-    char *copy = apr_pstrdup(p, sql), *stmt = copy, *end;
-    int nrows, rv;
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 
-    while ((end = strstr(stmt, ";\n")) != NULL) {
-        const char *c;
-        end[1] = '\0';
-        /* skip chunks holding only blanks and comments */
-        for (c = stmt; *c; c++) {
-            if (*c == '-' && c[1] == '-') {
-                c = strchr(c, '\n');
-                if (!c) {
-                    break;
-                }
-            }
-            else if (*c != ' ' && *c != '\n' && *c != '\t') {
-                break;
-            }
-        }
-        if (c && *c) {
-            rv = apr_dbd_query(s->driver, s->handle, &nrows, stmt);
-            if (rv) {
-                return tb_dbd_error(s, p, "creating the schema", rv);
-            }
-        }
-        stmt = end + 2;
-    }
-    return NULL;
-}
-
-/* A statement returning nothing useful, rows or not (PRAGMA returns one
- * row, which apr_dbd_query counts as a failure). */
-static const char *tb_pragma(tb_store *s, apr_pool_t *p, const char *sql)
-{
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
-    int rv = apr_dbd_select(s->driver, p, s->handle, &res, sql, 1);
-
-    if (rv) {
-        return tb_dbd_error(s, p, sql, rv);
-    }
-    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
+    if (rc != SQLITE_OK) {
+        const char *err = apr_psprintf(p, "%s: %s (%d)", what,
+                                       sqlite3_errmsg(db), rc);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return err;
     }
     return NULL;
 }
@@ -351,13 +323,16 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
          * before the client hears success, in WAL mode too. */
         err = tb_wal(s, tmp);
         if (!err) {
-            err = tb_pragma(s, tmp, "PRAGMA synchronous=FULL");
+            err = tb_sqlite_exec(s, tmp, "setting up the connection",
+                                 "PRAGMA synchronous=FULL; "
+                                 "PRAGMA foreign_keys=ON");
         }
         if (!err) {
-            err = tb_pragma(s, tmp, "PRAGMA foreign_keys=ON");
-        }
-        if (!err) {
-            err = tb_run_schema(s, tmp, tb_schema_sqlite);
+            /* one writer sets the schema up at a time */
+            err = tb_sqlite_exec(s, tmp, "creating the schema",
+                                 apr_pstrcat(tmp, "BEGIN IMMEDIATE;\n",
+                                             tb_schema_sqlite, "\nCOMMIT;",
+                                             NULL));
         }
     }
     if (!err) {
@@ -686,8 +661,9 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
                                     const char *expires, int *rv)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
-    const char *cid, *when, *what, *conflict;
+    const char *cid, *when, *what = NULL, *conflict;
     apr_array_header_t *rows;
+    apr_pool_t *scratch;
     int i;
 
     /* a retried command_id under the same key is acknowledged, not kept */
@@ -750,15 +726,18 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
                          c->command_id))) {
         return what;
     }
-    for (i = 0; i < c->props->nelts; i++) {
+    /* values are bound NUL-terminated: copies in a scratch pool, freed
+     * after the command rather than held for the whole request */
+    apr_pool_create(&scratch, p);
+    for (i = 0; i < c->props->nelts && !what; i++) {
         const tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
-        if ((what = tb_query(s, p, TB_SET_PROPERTY, rv,
-                             "setting a customer property", 4, cid,
-                             prop->name, prop->value, when))) {
-            return what;
-        }
+        what = tb_query(s, scratch, TB_SET_PROPERTY, rv,
+                        "setting a customer property", 4, cid, prop->name,
+                        apr_pstrmemdup(scratch, prop->value, prop->value_len),
+                        when);
     }
-    return NULL;
+    apr_pool_destroy(scratch);
+    return what;
 }
 
 /* The transaction is run on the native SQLite handle, not through

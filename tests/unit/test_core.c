@@ -47,6 +47,9 @@
 #include "../../tb_batch.h"
 #include "../../tb_store.h"
 
+/* A property's value points into its command's properties text. */
+#define PROP_VALUE(pr) apr_pstrmemdup(pool, (pr)->value, (pr)->value_len)
+
 /* compiled from schema/sqlite.sql into libtbcore */
 extern const char tb_schema_sqlite[];
 
@@ -1000,13 +1003,13 @@ START_TEST(batch_properties)
     ck_assert_int_eq(c->props->nelts, 3);
     pr = &APR_ARRAY_IDX(c->props, 0, tb_prop);
     ck_assert_str_eq(pr->name, "first_name");
-    ck_assert_str_eq(pr->value, "\"Ann\"");
+    ck_assert_str_eq(PROP_VALUE(pr), "\"Ann\"");
     pr = &APR_ARRAY_IDX(c->props, 1, tb_prop);
     ck_assert_str_eq(pr->name, "age");
-    ck_assert_str_eq(pr->value, "31");
+    ck_assert_str_eq(PROP_VALUE(pr), "31");
     pr = &APR_ARRAY_IDX(c->props, 2, tb_prop);
     ck_assert_str_eq(pr->name, "tags");
-    ck_assert_str_eq(pr->value, "[\"a\",\"b\"]");
+    ck_assert_str_eq(PROP_VALUE(pr), "[\"a\",\"b\"]");
     ck_assert_str_eq(c->properties, "{\"first_name\":\"Ann\",\"age\":31,"
                      "\"tags\":[\"a\",\"b\"]}");
 
@@ -1037,8 +1040,7 @@ START_TEST(batch_property_value_size)
     c = customer_with(apr_pstrcat(pool, "\"properties\": {\"big\": \"",
                                   v16383, "\"}", NULL));
     NO_ERRS(c);
-    ck_assert_uint_eq(strlen(APR_ARRAY_IDX(c->props, 0, tb_prop).value),
-                      16383);
+    ck_assert_uint_eq(APR_ARRAY_IDX(c->props, 0, tb_prop).value_len, 16383);
     ERRS(customer_with(apr_pstrcat(pool, "\"properties\": {\"big\": \"",
                                    v16384, "\"}", NULL)),
          "Value of property 'big' must be smaller than 16384 bytes.");
@@ -1361,7 +1363,8 @@ START_TEST(batch_depth)
                        rep("]", 27), "}}}]}", NULL);
     ck_assert_ptr_null(parse(body, &b));
     NO_ERRS(cmd_at(&b, 0));
-    ck_assert_str_eq(APR_ARRAY_IDX(cmd_at(&b, 0)->props, 0, tb_prop).value,
+    ck_assert_str_eq(PROP_VALUE(&APR_ARRAY_IDX(cmd_at(&b, 0)->props, 0,
+                                               tb_prop)),
                      apr_pstrcat(pool, rep("[", 27), "1", rep("]", 27),
                                  NULL));
     body = apr_pstrcat(pool, "{\"commands\": [{\"name\": \"customers\", "
