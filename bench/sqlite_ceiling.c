@@ -1,0 +1,353 @@
+/* sqlite_ceiling: the benchmark's ceiling S (bench/run only).
+ *
+ *   sqlite_ceiling SCHEMA.sql ROWS.tsv DBFILE ROWS_PER_TXN SECONDS
+ *
+ * Raw libsqlite3, one connection, no httpd, no apr_dbd, no JSON: replays
+ * the customers/events commands of bench/gen-bodies (ROWS.tsv, loaded into
+ * memory before the clock starts) with exactly the statements
+ * mod_track_batch runs per event command (tb_store.c):
+ *
+ *   for each customer id of the command not yet seen in this transaction:
+ *       SELECT customer_id FROM tb_customer_ids WHERE project, id_name, id_value
+ *   none found:  INSERT INTO tb_customers ... RETURNING id
+ *   each id not found: INSERT INTO tb_customer_ids ...
+ *   INSERT INTO tb_events ...
+ *
+ * on a new database made from the module's schema file, with the module's
+ * pragmas (journal_mode=WAL, synchronous=FULL, foreign_keys=ON), one
+ * BEGIN IMMEDIATE ... COMMIT per ROWS_PER_TXN commands (the first
+ * ROWS_PER_TXN commands of each generated batch, as the b1/b10/b50 bodies
+ * hold).  Values are bound with their native types.  Runs whole
+ * transactions until SECONDS have passed and prints one line:
+ *
+ *   rows=N txns=T seconds=S rows_per_s=R us_per_txn=U p50_us_per_txn=M
+ *   cpu_us_per_txn=C
+ *
+ * (mean and median wall time per transaction, and CPU time of this
+ * process per transaction: the part that does not wait for the disk).
+ */
+
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <sqlite3.h>
+
+#define MAX_IDS 4
+#define BATCH 50
+
+typedef struct {
+    int nids;
+    char *name[MAX_IDS];
+    char *value[MAX_IDS];
+    int hard[MAX_IDS];
+    char *event_type;
+    double timestamp;
+    char *properties;
+} row_t;
+
+typedef struct {
+    const char *name, *value;
+    sqlite3_int64 cid;
+} seen_t;
+
+static sqlite3 *db;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "sqlite_ceiling: %s: %s\n", what,
+            db ? sqlite3_errmsg(db) : "?");
+    exit(2);
+}
+
+static double now_mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double now_unix(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
+           + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0
+        || fseek(f, 0, SEEK_SET)) {
+        perror(path);
+        exit(2);
+    }
+    buf = malloc(n + 1);
+    if (!buf || fread(buf, 1, n, f) != (size_t)n) {
+        perror(path);
+        exit(2);
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len) {
+        *len = n;
+    }
+    return buf;
+}
+
+/* batch \t ids \t event_type \t timestamp \t properties */
+static row_t *load_rows(const char *path, int *nrows)
+{
+    size_t len;
+    char *text = slurp(path, &len), *line, *save = NULL;
+    int cap = 1024, n = 0;
+    row_t *rows = malloc(cap * sizeof(*rows));
+
+    for (line = strtok_r(text, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *f[5], *s = line, *id, *isave = NULL;
+        int i;
+        row_t *r;
+
+        for (i = 0; i < 5; i++) {
+            f[i] = s;
+            s = i < 4 ? strchr(s, '\t') : NULL;
+            if (i < 4) {
+                if (!s) {
+                    fprintf(stderr, "sqlite_ceiling: bad row %d\n", n + 1);
+                    exit(2);
+                }
+                *s++ = '\0';
+            }
+        }
+        if (n == cap) {
+            cap *= 2;
+            rows = realloc(rows, cap * sizeof(*rows));
+        }
+        r = &rows[n++];
+        memset(r, 0, sizeof(*r));
+        for (id = strtok_r(f[1], ",", &isave); id && r->nids < MAX_IDS;
+             id = strtok_r(NULL, ",", &isave)) {
+            char *eq = strchr(id, '=');
+            if (!eq) {
+                continue;
+            }
+            *eq = '\0';
+            r->name[r->nids] = id;
+            r->value[r->nids] = eq + 1;
+            /* the module's default id types: registered hard, cookie soft */
+            r->hard[r->nids] = !strcmp(id, "registered");
+            r->nids++;
+        }
+        r->event_type = f[2];
+        r->timestamp = strtod(f[3], NULL);
+        r->properties = f[4];
+    }
+    *nrows = n;
+    return rows;
+}
+
+static void exec(const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "sqlite_ceiling: %s: %s\n", sql, err ? err : "?");
+        exit(2);
+    }
+}
+
+static sqlite3_stmt *prep(const char *sql)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        die(sql);
+    }
+    return st;
+}
+
+int main(int argc, char **argv)
+{
+    static const char project[] = "bench";
+    sqlite3_stmt *find, *newc, *addid, *addev;
+    seen_t seen[BATCH * MAX_IDS];
+    row_t *rows;
+    int nrows, per, nbatches, b = 0, i, j, k;
+    long done_rows = 0, txns = 0;
+    double seconds, t0, t1, tx, cpu0, *durs = NULL;
+    long durcap = 0;
+    char path[4096];
+
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s SCHEMA.sql ROWS.tsv DBFILE ROWS_PER_TXN "
+                "SECONDS\n", argv[0]);
+        return 2;
+    }
+    per = atoi(argv[4]);
+    seconds = atof(argv[5]);
+    if (per < 1 || per > BATCH || seconds <= 0) {
+        fprintf(stderr, "sqlite_ceiling: ROWS_PER_TXN 1..50, SECONDS > 0\n");
+        return 2;
+    }
+    rows = load_rows(argv[2], &nrows);
+    nbatches = nrows / BATCH;
+    if (nbatches < 1) {
+        fprintf(stderr, "sqlite_ceiling: fewer than %d rows\n", BATCH);
+        return 2;
+    }
+
+    unlink(argv[3]);
+    snprintf(path, sizeof(path), "%s-wal", argv[3]);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s-shm", argv[3]);
+    unlink(path);
+    if (sqlite3_open(argv[3], &db) != SQLITE_OK) {
+        die(argv[3]);
+    }
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=FULL");
+    exec("PRAGMA foreign_keys=ON");
+    exec(slurp(argv[1], NULL));
+
+    /* tb_store.c's statements, word for word (bound with ? here) */
+    find = prep("SELECT customer_id FROM tb_customer_ids"
+                " WHERE project = ? AND id_name = ? AND id_value = ?");
+    newc = prep("INSERT INTO tb_customers (project, created_at) VALUES (?, ?)"
+                " RETURNING id");
+    addid = prep("INSERT INTO tb_customer_ids (project, id_name, id_value,"
+                 " customer_id, hard) VALUES (?, ?, ?, ?, ?)");
+    addev = prep("INSERT INTO tb_events (project, customer_id, event_type,"
+                 " timestamp, properties, received_at, command_id)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?)");
+
+    t0 = now_mono();
+    cpu0 = cpu_seconds();
+    t1 = t0;
+    do {
+        const row_t *batch = &rows[(size_t)b * BATCH];
+        double received = now_unix();
+        int nseen = 0;
+
+        tx = t1;
+        exec("BEGIN IMMEDIATE");
+        for (i = 0; i < per; i++) {
+            const row_t *r = &batch[i];
+            sqlite3_int64 found[MAX_IDS], best = 0;
+
+            for (j = 0; j < r->nids; j++) {
+                found[j] = 0;
+                for (k = 0; k < nseen; k++) {
+                    if (!strcmp(seen[k].name, r->name[j])
+                        && !strcmp(seen[k].value, r->value[j])) {
+                        found[j] = seen[k].cid;
+                        break;
+                    }
+                }
+                if (!found[j]) {
+                    sqlite3_bind_text(find, 1, project, -1, SQLITE_STATIC);
+                    sqlite3_bind_text(find, 2, r->name[j], -1, SQLITE_STATIC);
+                    sqlite3_bind_text(find, 3, r->value[j], -1, SQLITE_STATIC);
+                    while (sqlite3_step(find) == SQLITE_ROW) {
+                        found[j] = sqlite3_column_int64(find, 0);
+                    }
+                    sqlite3_reset(find);
+                }
+                if (found[j] && (!best || found[j] < best)) {
+                    best = found[j];
+                }
+            }
+            if (!best) {
+                sqlite3_bind_text(newc, 1, project, -1, SQLITE_STATIC);
+                sqlite3_bind_double(newc, 2, received);
+                if (sqlite3_step(newc) != SQLITE_ROW) {
+                    die("creating a customer");
+                }
+                best = sqlite3_column_int64(newc, 0);
+                while (sqlite3_step(newc) == SQLITE_ROW) {
+                }
+                sqlite3_reset(newc);
+            }
+            for (j = 0; j < r->nids; j++) {
+                int rc;
+                if (!found[j]) {
+                    sqlite3_bind_text(addid, 1, project, -1, SQLITE_STATIC);
+                    sqlite3_bind_text(addid, 2, r->name[j], -1, SQLITE_STATIC);
+                    sqlite3_bind_text(addid, 3, r->value[j], -1, SQLITE_STATIC);
+                    sqlite3_bind_int64(addid, 4, best);
+                    sqlite3_bind_int(addid, 5, r->hard[j]);
+                    rc = sqlite3_step(addid);
+                    sqlite3_reset(addid);
+                    if (rc != SQLITE_DONE) {
+                        die("adding a customer id");
+                    }
+                }
+                /* the module's per-request map of ids to profiles */
+                for (k = 0; k < nseen; k++) {
+                    if (!strcmp(seen[k].name, r->name[j])
+                        && !strcmp(seen[k].value, r->value[j])) {
+                        break;
+                    }
+                }
+                if (k == nseen) {
+                    seen[nseen].name = r->name[j];
+                    seen[nseen].value = r->value[j];
+                    nseen++;
+                }
+                seen[k].cid = best;
+            }
+            sqlite3_bind_text(addev, 1, project, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(addev, 2, best);
+            sqlite3_bind_text(addev, 3, r->event_type, -1, SQLITE_STATIC);
+            sqlite3_bind_double(addev, 4, r->timestamp);
+            sqlite3_bind_text(addev, 5, r->properties, -1, SQLITE_STATIC);
+            sqlite3_bind_double(addev, 6, received);
+            sqlite3_bind_null(addev, 7);
+            if (sqlite3_step(addev) != SQLITE_DONE) {
+                die("adding an event");
+            }
+            sqlite3_reset(addev);
+        }
+        exec("COMMIT");
+        done_rows += per;
+        txns++;
+        b = (b + 1) % nbatches;
+        t1 = now_mono();
+        if (txns > durcap) {
+            durcap = durcap ? durcap * 2 : 4096;
+            durs = realloc(durs, durcap * sizeof(double));
+        }
+        durs[txns - 1] = t1 - tx;
+    } while (t1 - t0 < seconds);
+
+    qsort(durs, txns, sizeof(double), cmp_double);
+    printf("rows=%ld txns=%ld seconds=%.3f rows_per_s=%.0f us_per_txn=%.1f "
+           "p50_us_per_txn=%.1f cpu_us_per_txn=%.1f\n",
+           done_rows, txns, t1 - t0, done_rows / (t1 - t0),
+           (t1 - t0) * 1e6 / txns, durs[(txns - 1) / 2] * 1e6,
+           (cpu_seconds() - cpu0) * 1e6 / txns);
+    sqlite3_finalize(find);
+    sqlite3_finalize(newc);
+    sqlite3_finalize(addid);
+    sqlite3_finalize(addev);
+    sqlite3_close(db);
+    return 0;
+}
