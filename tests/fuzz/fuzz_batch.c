@@ -22,7 +22,10 @@
  *
  *   h[0] bits 0-1  route: 0 batch, 1 customers, 2 customers/events, 3 batch
  *        bits 2-3  limits: 0-1 the defaults (50 commands, 800 KB, 16 KB,
- *                  128), 2 small ones taken from h[1], 3 all at 1
+ *                  128), 2 small ones taken from h[1], 3 all at 1; with 1
+ *                  the first read buffer is 16 << (h1 & 7) bytes instead of
+ *                  the handler's 8192, so that its doubling realloc runs on
+ *                  the short bodies fuzzed here
  *        bit  4    configured ids: 0 the defaults (registered hard, cookie
  *                  soft), 1 a TrackBatchCustomerId set (email, registered,
  *                  phone.number, x-y_z)
@@ -189,6 +192,7 @@ typedef struct {
     tb_body_kind kind;
     tb_limits lim;
     apr_size_t body_limit;
+    apr_size_t first_cap;
     int declare_length;
     double now;
     unsigned split_bits;
@@ -222,6 +226,7 @@ static void read_conf(const uint8_t *h, fuzz_conf *fc)
         fc->lim.max_value_size = 1;
         fc->lim.max_command_size = 1;
     }
+    fc->first_cap = mode == 1 ? (apr_size_t)16 << (h[1] & 7) : 8192;
     fc->lim.id_types = (h[0] & 0x10) ? g_custom_ids : g_default_ids;
     fc->body_limit = (apr_size_t)fc->lim.max_commands
                      * fc->lim.max_command_size;
@@ -247,7 +252,7 @@ static int read_body(apr_pool_t *p, const fuzz_conf *fc, const uint8_t *data,
                      apr_size_t len, const apr_size_t *pieces,
                      apr_size_t npieces, char **body, apr_size_t *blen)
 {
-    apr_size_t cap = 8192, have = 0, i;
+    apr_size_t cap = fc->first_cap, have = 0, i;
     char *buf;
 
     if (fc->declare_length) {
