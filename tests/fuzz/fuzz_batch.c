@@ -489,8 +489,12 @@ static void check_record(apr_pool_t *p, const fuzz_conf *fc,
     }
     for (i = 0; i < c->props->nelts; i++) {
         const tb_prop *pr = &APR_ARRAY_IDX(c->props, i, tb_prop);
-        apr_size_t n = strlen(pr->name), v = strlen(pr->value);
+        apr_size_t n = strlen(pr->name), v = pr->value_len;
         struct json_object *o;
+        /* a value is a slice of the command's properties text */
+        CHECK(pr->value > c->properties
+              && pr->value + v < c->properties + strlen(c->properties),
+              "property value outside the properties text");
         CHECK(n >= 1 && n <= fc->lim.max_name_len, "property name length %zu",
               (size_t)n);
         CHECK(v < fc->lim.max_value_size, "property value length %zu",
