@@ -598,7 +598,10 @@ static int tb_read_body(request_rec *r, apr_off_t limit, char **body,
                 return HTTP_REQUEST_ENTITY_TOO_LARGE;
             }
             if (declared > 0) {
-                cap = (apr_size_t)declared + 1;
+                /* a declared length sizes the first buffer, up to 1 MiB: a
+                 * client that declares much and sends little holds little */
+                cap = (apr_size_t)(declared < 1024 * 1024 ? declared + 1
+                                                          : 1024 * 1024);
             }
         }
     }
@@ -702,6 +705,19 @@ static int tb_our_path(const char *path)
     return path && strstr(path, TB_ROUTES_PREFIX) != NULL;
 }
 
+/* Is a raw request path (%-escaped, slashes unmerged) one of ours?  When
+ * it cannot be decoded, say yes: redacting too much is the safe side. */
+static int tb_our_request_path(apr_pool_t *p, const char *raw, apr_size_t n)
+{
+    char *path = apr_pstrmemdup(p, raw, n);
+
+    if (ap_unescape_url(path) != OK) {
+        return 1;
+    }
+    ap_no2slash(path);
+    return tb_our_path(path);
+}
+
 static tb_req_creds *tb_creds(request_rec *r)
 {
     tb_req_creds *rc = ap_get_module_config(r->request_config,
@@ -720,9 +736,14 @@ static char *tb_redact_line(apr_pool_t *p, const char *line, apr_size_t len,
 {
     static const char name[] = "access_token=";
     const char *q = memchr(line, '?', len), *end = line + len, *at;
+    const char *path = memchr(line, ' ', len);
     char *out, *o;
 
-    if (!q) {
+    if (!q || !path || path > q) {
+        return NULL;
+    }
+    /* only our paths: other applications' access_token stays theirs */
+    if (!tb_our_request_path(p, path + 1, q - path - 1)) {
         return NULL;
     }
     out = o = apr_palloc(p, len + 1);
@@ -731,7 +752,7 @@ static char *tb_redact_line(apr_pool_t *p, const char *line, apr_size_t len,
     at = q;
     while (at < end) {
         const char *v;
-        apr_size_t n;
+        apr_size_t n, k;
 
         if ((*at == '?' || *at == '&') && (apr_size_t)(end - at) > sizeof(name) - 1
             && !memcmp(at + 1, name, sizeof(name) - 1)) {
@@ -744,10 +765,10 @@ static char *tb_redact_line(apr_pool_t *p, const char *line, apr_size_t len,
             }
             memcpy(o, at, sizeof(name));
             o += sizeof(name);
-            if (n) {
-                memcpy(o, TB_REDACTED, sizeof(TB_REDACTED) - 1);
-                o += n < sizeof(TB_REDACTED) - 1 ? n : sizeof(TB_REDACTED) - 1;
-            }
+            /* never longer than the value it replaces */
+            k = n < sizeof(TB_REDACTED) - 1 ? n : sizeof(TB_REDACTED) - 1;
+            memcpy(o, TB_REDACTED, k);
+            o += k;
             at = v + n;
             continue;
         }
@@ -802,17 +823,11 @@ static void tb_pre_read_request(request_rec *r, conn_rec *c)
 static int tb_post_read_request(request_rec *r)
 {
     const char *auth;
-    char *path;
 
     /* r->uri is not yet decoded nor its slashes merged (the handler sees
-     * it so later): judge a cleaned copy, and when it cannot be decoded,
-     * redact anyway */
-    path = apr_pstrdup(r->pool, r->uri);
-    if (ap_unescape_url(path) == OK) {
-        ap_no2slash(path);
-        if (!tb_our_path(path)) {
-            return DECLINED;
-        }
+     * it so later) */
+    if (!tb_our_request_path(r->pool, r->uri, strlen(r->uri))) {
+        return DECLINED;
     }
     auth = apr_table_get(r->headers_in, "Authorization");
     if (auth) {
@@ -845,6 +860,7 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
     const char *query = rc->query_token;
     const char *why;
     char lookup[TB_DIGEST_HEX + 1];
+    const char *cache_key;
     tb_cred cred;
     tb_key *key = NULL;
     int exists;
@@ -889,11 +905,16 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
     else {
         apr_cpystrn(lookup, cred.key, sizeof(lookup));
     }
+    /* one cache for both kinds: keep a key id from ever matching a
+     * public key's digest */
+    cache_key = apr_pstrcat(r->pool, cred.kind == TB_CRED_PUBLIC ? "pub:"
+                                                               : "priv:",
+                            lookup, NULL);
     if (cred.kind == TB_CRED_PRIVATE && strlen(cred.key) > TB_DIGEST_HEX) {
         key = NULL;                      /* no such id can exist */
     }
     else if (sconf->keys) {
-        key = tb_keycache_get(sconf->keys, r->pool, lookup);
+        key = tb_keycache_get(sconf->keys, r->pool, cache_key);
     }
     if (!key && !(cred.kind == TB_CRED_PRIVATE
                   && strlen(cred.key) > TB_DIGEST_HEX)) {
@@ -909,7 +930,7 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
             return tb_answered(tb_unavailable(r, conf));
         }
         if (key && sconf->keys) {
-            tb_keycache_put(sconf->keys, lookup, key);
+            tb_keycache_put(sconf->keys, cache_key, key);
         }
     }
     if (!key || key->disabled) {

@@ -230,6 +230,12 @@ static const char *tb_check_prop(apr_pool_t *p, const char *name,
         return NULL;
     }
     text = json_object_to_json_string_length(v, TB_PRINT_FLAGS, vlen);
+    if (!text) {
+        /* json-c out of memory: never drop a property silently */
+        tb_error(p, c, apr_psprintf(p, "Value of property '%s' could not be "
+                                    "read.", name));
+        return NULL;
+    }
     if (*vlen >= lim->max_value_size) {
         tb_error(p, c, apr_psprintf(p, "Value of property '%s' must be "
                                     "smaller than %" APR_SIZE_T_FMT " bytes.",

@@ -90,8 +90,9 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     "UPDATE tb_customer_ids SET customer_id = %s"
     " WHERE project = %s AND id_name = %s AND id_value = %s",
 
+    /* in name order: a clash names the same id as PostgreSQL's path */
     "SELECT id_name, id_value FROM tb_customer_ids"
-    " WHERE customer_id = %s AND hard = 1",
+    " WHERE customer_id = %s AND hard = 1 ORDER BY id_name",
 
     "UPDATE tb_customer_ids SET customer_id = %s WHERE customer_id = %s",
 
@@ -279,10 +280,35 @@ static const char *tb_wal(tb_store *s, apr_pool_t *tmp)
  * from racing on CREATE (catalog unique violations). */
 static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
 {
-    int nrows, rv = apr_dbd_query(s->driver, s->handle, &nrows,
-                                  apr_pstrcat(tmp, "SELECT pg_advisory_xact_lock"
-                                              "(7462626174);\n",
-                                              tb_schema_pgsql, NULL));
+    char digest[TB_DIGEST_HEX + 1];
+    apr_dbd_results_t *res = NULL;
+    apr_dbd_row_t *row = NULL;
+    apr_dbd_prepared_t *st = NULL;
+    int nrows, rv, current = 0;
+
+    tb_sha256_hex(tb_schema_pgsql, strlen(tb_schema_pgsql), digest);
+    if (apr_dbd_select(s->driver, tmp, s->handle, &res,
+                       "SELECT digest FROM tb_schema_version", 1) == 0) {
+        while (apr_dbd_get_row(s->driver, tmp, res, &row, -1) == 0) {
+            const char *d = apr_dbd_get_entry(s->driver, row, 0);
+            current |= d && !strcmp(d, digest);
+        }
+    }
+    if (current) {
+        return NULL;
+    }
+    rv = apr_dbd_query(s->driver, s->handle, &nrows,
+                       apr_pstrcat(tmp, "SELECT pg_advisory_xact_lock"
+                                   "(7462626174);\n", tb_schema_pgsql,
+                                   "\nDELETE FROM tb_schema_version;", NULL));
+    if (!rv) {
+        rv = apr_dbd_prepare(s->driver, tmp, s->handle,
+                             "INSERT INTO tb_schema_version (digest)"
+                             " VALUES (%s)", NULL, &st);
+    }
+    if (!rv) {
+        rv = apr_dbd_pvquery(s->driver, tmp, s->handle, &nrows, st, digest);
+    }
     return rv ? tb_dbd_error(s, tmp, "creating the schema", rv) : NULL;
 }
 
@@ -913,8 +939,35 @@ static void tb_copy_digest(char *dst, const char *src)
                 TB_DIGEST_HEX + 1);
 }
 
+/* Reads outside a write: after another connection changed the schema,
+ * SQLite's legacy statements fail once; prepare them again and retry. */
+static int tb_read_stale(tb_store *s, apr_pool_t *p, int rv)
+{
+    return rv && !s->pg
+           && sqlite3_errcode(apr_dbd_native_handle(s->driver, s->handle))
+              == SQLITE_SCHEMA
+           && tb_prepare(s, p) == NULL;
+}
+
+static const char *tb_find_key_once(tb_store *s, apr_pool_t *p, int is_public,
+                                    const char *lookup, tb_key **out,
+                                    int *rvp);
+
 const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
                               const char *lookup, tb_key **out)
+{
+    int rv = 0;
+    const char *what = tb_find_key_once(s, p, is_public, lookup, out, &rv);
+
+    if (what && tb_read_stale(s, p, rv)) {
+        what = tb_find_key_once(s, p, is_public, lookup, out, &rv);
+    }
+    return what;
+}
+
+static const char *tb_find_key_once(tb_store *s, apr_pool_t *p, int is_public,
+                                    const char *lookup, tb_key **out,
+                                    int *rvp)
 {
     apr_dbd_results_t *res = NULL;
     apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
@@ -922,9 +975,10 @@ const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
     int rv;
 
     *out = NULL;
-    rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                          s->stmt[is_public ? TB_KEY_BY_TOKEN : TB_KEY_BY_ID],
-                          1, lookup);
+    rv = *rvp = apr_dbd_pvselect(s->driver, p, s->handle, &res,
+                                 s->stmt[is_public ? TB_KEY_BY_TOKEN
+                                                   : TB_KEY_BY_ID],
+                                 1, lookup);
     if (rv) {
         return tb_dbd_error(s, p, "looking up a key", rv);
     }
@@ -947,8 +1001,8 @@ const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
 
     res = NULL;
     row = NULL;
-    rv = apr_dbd_pvselect(s->driver, p, s->handle, &res, s->stmt[TB_KEY_PERMS],
-                          1, k->key_id);
+    rv = *rvp = apr_dbd_pvselect(s->driver, p, s->handle, &res,
+                                 s->stmt[TB_KEY_PERMS], 1, k->key_id);
     if (rv) {
         return tb_dbd_error(s, p, "reading a key's permissions", rv);
     }
@@ -978,6 +1032,11 @@ const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
     int rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
                               s->stmt[TB_FIND_PROJECT], 1, project);
 
+    if (rv && tb_read_stale(s, p, rv)) {
+        res = NULL;
+        rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
+                              s->stmt[TB_FIND_PROJECT], 1, project);
+    }
     *exists = 0;
     if (rv) {
         return tb_dbd_error(s, p, "looking up a project", rv);

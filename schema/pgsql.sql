@@ -338,9 +338,6 @@ END
 $fn$;
 
 -- A batch, in one statement: the statuses of its commands, comma-separated.
--- The ids of the whole batch are locked first, in one order, so parallel
--- batches naming one customer wait for each other (and cannot deadlock)
--- instead of each creating a profile.
 CREATE OR REPLACE FUNCTION tb_record_batch(p_project TEXT, p_key TEXT,
                                            p_now DOUBLE PRECISION,
                                            p_window DOUBLE PRECISION,
@@ -350,12 +347,11 @@ DECLARE
     c       JSON;
     out     TEXT[] := '{}';
 BEGIN
-    PERFORM pg_advisory_xact_lock(h)
-       FROM (SELECT DISTINCT hashtextextended(p_project || '/' || (i ->> 0)
-                                              || '=' || (i ->> 1), 0) AS h
-               FROM json_array_elements(p_commands) AS cmd,
-                    json_array_elements(cmd -> 'ids') AS i
-              ORDER BY 1) AS ordered;
+    -- one batch of a project at a time, as SQLite's write lock does: a
+    -- merge reaches profiles through ids the batch does not name, so
+    -- locking the named ids alone would let two batches race
+    PERFORM pg_advisory_xact_lock(hashtextextended('track_batch/'
+                                                   || p_project, 0));
     DELETE FROM tb_command_log WHERE expires_at <= p_now;
     FOR c IN SELECT * FROM json_array_elements(p_commands) LOOP
         out := out || tb_record_command(p_project, p_key, p_now,
@@ -365,3 +361,11 @@ BEGIN
     RETURN array_to_string(out, ',');
 END
 $fn$;
+
+-- Which version of this file the database holds (its SHA-256, written by
+-- the module): a new connection runs the file only when it changed, so
+-- connections do not take DDL locks, and a schema owned by another role
+-- (created by hand with psql -f) works.
+CREATE TABLE IF NOT EXISTS tb_schema_version (
+    digest      TEXT NOT NULL
+);

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -295,7 +296,7 @@ static void become_db_owner(const char *driver, const char *params)
         strcpy(dir, ".");
     }
     if (stat(dir, &st) == 0 && st.st_uid != 0) {
-        if (setgid(st.st_gid) || setuid(st.st_uid)) {
+        if (setgroups(0, NULL) || setgid(st.st_gid) || setuid(st.st_uid)) {
             die("cannot become the owner of %s%s", dir, NULL);
         }
     }
@@ -346,6 +347,11 @@ int main(int argc, char **argv)
     argc -= i;
     if (!strcmp(argv[0], "project") && !strcmp(argv[1], "create") && argc >= 3) {
         const char *args[] = { argv[2], now_text(a.pool, 0) };
+        if (argc != 3 && !(argc == 5 && !strcmp(argv[3], "--key")
+                           && (!strcmp(argv[4], "public")
+                               || !strcmp(argv[4], "private")))) {
+            usage();
+        }
         if (!check_token(argv[2])) {
             die("a project token is 1-64 of [A-Za-z0-9_-]: '%s'%s", argv[2], NULL);
         }
@@ -382,6 +388,9 @@ int main(int argc, char **argv)
     }
     else if (!strcmp(argv[0], "key") && !strcmp(argv[1], "revoke") && argc >= 4) {
         int k;
+        if (strcmp(argv[3], "customers") && strcmp(argv[3], "events")) {
+            usage();
+        }
         need_key(&a, argv[2]);
         if (argc == 4) {
             const char *args[] = { argv[2], argv[3] };
@@ -398,10 +407,14 @@ int main(int argc, char **argv)
              && (argc == 3 || (argc == 5 && !strcmp(argv[3], "--grace")))) {
         const char *secret = random_string(a.pool, 40);
         char digest[TB_DIGEST_HEX + 1];
-        long grace = argc == 5 ? strtol(argv[4], NULL, 10) : DEF_GRACE;
+        char *end = NULL;
+        long grace = argc == 5 ? strtol(argv[4], &end, 10) : DEF_GRACE;
         const char *args[3];
         const char *kargs[] = { argv[2] };
 
+        if (argc == 5 && (end == argv[4] || *end || grace < 0)) {
+            die("--grace takes a number of seconds: '%s'%s", argv[4], NULL);
+        }
         if (!count(&a, "SELECT key_id FROM tb_keys WHERE key_id = %s"
                        " AND kind = 'private'", 1, kargs)) {
             die("no private key '%s'%s", argv[2], NULL);
