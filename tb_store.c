@@ -27,6 +27,7 @@
 
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "tb_auth.h"
@@ -312,6 +313,20 @@ static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
     return rv ? tb_dbd_error(s, tmp, "creating the schema", rv) : NULL;
 }
 
+/* A pooled connection whose server restarted still says it is fine until
+ * a statement fails on it: mod_dbd's check cannot see it, and one real
+ * request would get a 503 at whatever later time it lands there.  Read
+ * what the server sent while idle (its "terminating connection" and the
+ * close), and have apr_dbd reconnect (PQreset) when the link is gone. */
+static void tb_pg_revive(tb_store *s, apr_pool_t *p)
+{
+    PGconn *conn = apr_dbd_native_handle(s->driver, s->handle);
+
+    if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK) {
+        apr_dbd_check_conn(s->driver, p, s->handle);
+    }
+}
+
 const char *tb_store_attach(apr_pool_t *conn_pool,
                             const apr_dbd_driver_t *driver, apr_dbd_t *handle,
                             apr_interval_time_t wait, tb_store **out)
@@ -323,6 +338,9 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
 
     apr_pool_userdata_get((void **)&s, TB_STORE_KEY, conn_pool);
     if (s && s->handle == handle) {
+        if (s->pg) {
+            tb_pg_revive(s, conn_pool);
+        }
         *out = s;
         return NULL;
     }
