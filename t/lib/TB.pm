@@ -653,5 +653,288 @@ sub props_line {
 
 push @TB::EXPORT_OK, qw(ev cu send_batch results_line customer_of
                         customers_in profile props_line);
+# Helpers added for the PostgreSQL restart and crash tests (t/track/8*.t).
+# Nothing above is changed.  They act on the throwaway cluster t/run-suite
+# starts (TB_PG_BIN, TB_PG_DATA), which belongs to the test user.
+
+# Run pg_ctl with these arguments; its output goes to $TB_PG_DATA/../pg_ctl.log.
+# Returns its exit status (0: done).
+sub pg_ctl {
+    my @args = @_;
+    require POSIX;
+    my $bin  = $ENV{TB_PG_BIN}  or die "TB_PG_BIN is not set (use t/run-suite)";
+    my $data = $ENV{TB_PG_DATA} or die "TB_PG_DATA is not set (use t/run-suite)";
+    my $log  = "$data/../pg_ctl.log";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or POSIX::_exit(127);
+        open STDERR, '>&', \*STDOUT;
+        { exec "$bin/pg_ctl", "-D", $data, @args }
+        POSIX::_exit(127);
+    }
+    waitpid $pid, 0;
+    return $? >> 8;
+}
+
+# The PostgreSQL server's connections from others than this process
+# (the test server's pooled connections, mostly).
+sub pg_client_conns {
+    my $dbh = db();
+    my ($n) = $dbh->selectrow_array(
+        "SELECT count(*) FROM pg_stat_activity
+          WHERE backend_type = 'client backend' AND datname = current_database()
+            AND pid <> pg_backend_pid()");
+    $dbh->disconnect;
+    return $n;
+}
+
+# `pg_ctl -m fast restart -w`: returns [exit status, seconds taken].
+sub pg_restart {
+    require Time::HiRes;
+    my $t0 = Time::HiRes::time();
+    my $rc = pg_ctl('-m', 'fast', '-w', '-t', '60', 'restart');
+    return [$rc, Time::HiRes::time() - $t0];
+}
+
+sub _pid_alive {
+    my $pid = shift;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    # a zombie has died already
+    return $stat =~ /\)\s+Z\s/ ? 0 : 1;
+}
+
+# kill -9 of the postmaster (its pid from postmaster.pid); waits until it
+# is gone, keeps the server down for $down more seconds, then starts it
+# as it was started (postmaster.opts), retrying while the old backends,
+# orphaned, still hold its shared memory.  Returns [exit status of the
+# last pg_ctl start, seconds from the kill until the server is back,
+# the pid killed].
+sub pg_kill9_start {
+    my ($down) = @_;
+    require Time::HiRes;
+    my $data = $ENV{TB_PG_DATA} or die "TB_PG_DATA is not set (use t/run-suite)";
+    open my $fh, '<', "$data/postmaster.pid" or die "$data/postmaster.pid: $!";
+    chomp(my $pid = <$fh> // '');
+    close $fh;
+    die "postmaster.pid: no pid" unless $pid =~ /^\d+$/;
+    # postgres "-D" "DIR" "-p" "5432" ...: all but the program and -D DIR
+    open $fh, '<', "$data/postmaster.opts" or die "$data/postmaster.opts: $!";
+    my $opts = do { local $/; <$fh> };
+    close $fh;
+    my @w = $opts =~ /"((?:[^"\\]|\\.)*)"/g;
+    my @keep;
+    for (my $i = 0; $i < @w; $i++) {
+        if ($w[$i] eq '-D') { $i++; next }
+        push @keep, $w[$i];
+    }
+    my $o = join ' ', map { my $x = $_; $x =~ s/'/'\\''/g; "'$x'" } @keep;
+
+    my $t0 = Time::HiRes::time();
+    kill 'KILL', $pid or die "kill -9 $pid: $!";
+    Time::HiRes::sleep(0.02) while _pid_alive($pid) && Time::HiRes::time() < $t0 + 10;
+    Time::HiRes::sleep($down) if $down;
+    my $rc;
+    do {
+        $rc = pg_ctl('-w', '-t', '30', '-l', "$data/../log", '-o', $o, 'start');
+        Time::HiRes::sleep(0.2) if $rc;
+    } while ($rc && Time::HiRes::time() < $t0 + 30);
+    return [$rc, Time::HiRes::time() - $t0, $pid];
+}
+
+# The 503 the module answers when the database cannot record a request.
+use constant UNAVAILABLE_BODY =>
+    qq({"success": false, "errors": ["The database could not record the request; retry later."]}\n);
+
+# A batch of $n events, one customer per client, command_ids
+# "$tag-$client-$seq-$i" (never sent twice); returns (body, [cids]).
+sub load_batch {
+    my ($tag, $client, $seq, $n) = @_;
+    my @cids = map { "$tag-$client-$seq-$_" } 1 .. $n;
+    # events differ (identical events of a customer are recorded once)
+    my $body = json()->encode({ commands => [ map { {
+        name => 'customers/events', command_id => "$tag-$client-$seq-$_",
+        data => { customer_ids => { registered => "$tag-client-$client" },
+                  event_type => 'load', timestamp => 1700000000 + $seq + $_ / 100,
+                  properties => { seq => $seq, i => $_ } } } } 1 .. $n ] });
+    return ($body, \@cids);
+}
+
+# One answer summed up: status, Retry-After, Content-Type, whether the body
+# is exactly the 503 text, and for a 200 the command_ids answered
+# success: true (and whether every command of the batch was).
+sub _load_record {
+    my ($r, $cids) = @_;
+    my %rec = (status => $r->{status}, ra => $r->{headers}{'retry-after'},
+               ct => $r->{headers}{'content-type'}, cids => $cids);
+    if ($r->{status} eq '200') {
+        my $v = decode($r->{body});
+        my @res = $v && ref $v->{results} eq 'ARRAY' ? @{ $v->{results} } : ();
+        $rec{ok_cids} = [ map { $_->{command_id} }
+                          grep { ref $_ eq 'HASH' && $_->{success}
+                                 && JSON::PP::is_bool($_->{success}) }
+                          @res ];
+        $rec{all_ok} = (@res == @$cids && @{ $rec{ok_cids} } == @$cids
+                        && join("\0", @{ $rec{ok_cids} }) eq join("\0", @$cids)
+                        && ($v->{success} ? 1 : 0)) ? 1 : 0;
+    }
+    elsif ($r->{status} eq '503') {
+        $rec{text_ok} = ($r->{body} // '') eq UNAVAILABLE_BODY ? 1 : 0;
+    }
+    else {
+        $rec{body} = substr($r->{body} // '', 0, 300);
+    }
+    return \%rec;
+}
+
+# Load with a fault in the middle.  $a{clients} forked clients each send
+# batches of $a{events} events (unique command_ids, never retried) to
+# $a{path}, one connection per request, one request at a time; a 503 is
+# followed by a pause of $a{pause_503} s (default 0.05), not by a retry.
+# After $a{before} s the parent runs $a{fault}->(), which returns once the
+# server is back; the load goes on $a{after} s more.  Returns
+# { records => [ {client, seq, t0, t1, status, ra, ct, cids, ok_cids,
+#   all_ok, text_ok, body}... ], t_fault, t_back, fault => what it returned }.
+sub pg_load {
+    my (%a) = @_;
+    require Time::HiRes;
+    require POSIX;
+    my $dir = Apache::Test::config()->{vars}->{t_dir} . '/db';
+    my $hp  = hostport_of();
+    my $stop = "$dir/load-$a{tag}.stop";
+    unlink $stop;
+    my $hard_end = Time::HiRes::time() + $a{before} + $a{after} + 60;
+    my @kids;
+    for my $c (1 .. $a{clients}) {
+        my $file = "$dir/load-$a{tag}-$c.jsonl";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $ok = eval {
+                open my $out, '>', $file or die "$file: $!";
+                my $seq = 0;
+                while (!-e $stop && Time::HiRes::time() < $hard_end) {
+                    $seq++;
+                    my ($body, $cids) = load_batch($a{tag}, $c, $seq, $a{events});
+                    my $t0 = Time::HiRes::time();
+                    my $r = post_at($hp, $a{path}, $body);
+                    my $rec = _load_record($r, $cids);
+                    @$rec{qw(client seq t0 t1)} = ($c, $seq, $t0, Time::HiRes::time());
+                    print $out json()->encode($rec), "\n";
+                    Time::HiRes::sleep($a{pause_503} // 0.05)
+                        if $r->{status} ne '200';
+                }
+                close $out or die "$file: $!";
+                1;
+            };
+            print STDERR "# load client $c: $@" unless $ok;
+            POSIX::_exit($ok ? 0 : 1);
+        }
+        push @kids, [$pid, $file];
+    }
+    Time::HiRes::sleep($a{before});
+    my $t_fault = Time::HiRes::time();
+    my $what = $a{fault}->();
+    my $t_back = Time::HiRes::time();
+    Time::HiRes::sleep($a{after});
+    open my $fh, '>', $stop or die "$stop: $!";
+    close $fh;
+    my @records;
+    my $clients_ok = 1;
+    for my $k (@kids) {
+        waitpid $k->[0], 0;
+        $clients_ok = 0 if $?;
+        open my $in, '<', $k->[1] or die "$k->[1]: $!";
+        push @records, map { json()->decode($_) } <$in>;
+    }
+    unlink $stop;
+    return { records => [ sort { $a->{t0} <=> $b->{t0} } @records ],
+             t_fault => $t_fault, t_back => $t_back, fault => $what,
+             clients_ok => $clients_ok };
+}
+
+# command_id => number of rows, in tb_events and in tb_command_log, for the
+# events a load test sent (command_ids starting "$tag-").
+sub load_rows {
+    my ($project, $tag) = @_;
+    my $dbh = db();
+    my %ev = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
+        "SELECT command_id, count(*) FROM tb_events
+          WHERE project = ? AND command_id LIKE ? GROUP BY command_id",
+        undef, $project, "$tag-%") };
+    my %log = map { $_->[0] => $_->[1] } @{ $dbh->selectall_arrayref(
+        "SELECT command_id, count(*) FROM tb_command_log
+          WHERE project = ? AND command_id LIKE ? GROUP BY command_id",
+        undef, $project, "$tag-%") };
+    $dbh->disconnect;
+    return (\%ev, \%log);
+}
+
+use constant PG_LOAD_CHECKS => 13;
+
+# The checks of a load with a fault (PG_LOAD_CHECKS tests).  Options:
+# project, tag, res (from pg_load), name.
+sub pg_load_checks {
+    my (%a) = @_;
+    my $res  = $a{res};
+    my $name = $a{name};
+    my @r    = @{ $res->{records} };
+    my $t    = sub { &Apache::TestUtil::t_cmp(@_) };
+    my %st;
+    $st{ $_->{status} }++ for @r;
+    my $summary = join ' ', map { "$_=$st{$_}" } sort keys %st;
+    my @after = grep { $_->{t0} >= $res->{t_back} && $_->{t0} < $res->{t_back} + 10 } @r;
+    my $after_ok = grep { $_->{status} eq '200' } @after;
+    my @late_fail = grep { $_->{status} ne '200' } @after;
+    my $max = 0;
+    for (@r) { $max = $_->{t1} - $_->{t0} if $_->{t1} - $_->{t0} > $max }
+    printf "# %s: %d requests (%s); fault at +%.2f s, server back after %.2f s; "
+         . "%d requests in the 10 s after, %d failed; slowest answer %.2f s\n",
+        $name, scalar @r, $summary, $res->{t_fault} - ($r[0] ? $r[0]{t0} : 0),
+        $res->{t_back} - $res->{t_fault}, scalar @after, scalar @late_fail, $max;
+
+    Test::ok($t->($res->{clients_ok}, 1, "$name: every load client ran to the end"));
+    Test::ok($t->(scalar(grep { $_->{status} eq '200' && $_->{t1} < $res->{t_fault} } @r) > 0
+                  ? 'yes' : 'no', 'yes', "$name: batches were recorded before the fault"));
+    Test::ok($t->(join(' ', map { "$_->{status}" . ($_->{body} ? " [$_->{body}]" : '') }
+                            grep { $_->{status} !~ /^(?:200|503)\z/ } @r),
+                  '', "$name: every answer is 200 or 503 (never 500, never none)"));
+    Test::ok($t->(scalar(grep { $_->{status} eq '503' } @r) > 0 ? 'yes' : "no ($summary)",
+                  'yes', "$name: the outage was seen (some answers 503)"));
+    Test::ok($t->(join(' ', map { $_->{ra} // 'none' } grep { $_->{status} eq '503'
+                        && ($_->{ra} // '') ne '5' } @r),
+                  '', "$name: every 503 has Retry-After: 5"));
+    Test::ok($t->(scalar(grep { $_->{status} eq '503'
+                        && !($_->{text_ok} && ($_->{ct} // '') =~ m{^application/json}) } @r),
+                  0, "$name: every 503 says so in JSON, in the exact text"));
+    Test::ok($t->(scalar(grep { $_->{status} eq '200' && !$_->{all_ok} } @r),
+                  0, "$name: every 200 answers each command success: true, in order"));
+
+    my ($ev, $log) = load_rows($a{project}, $a{tag});
+    my %acked = map { $_ => 1 } map { @{ $_->{cids} } } grep { $_->{status} eq '200' } @r;
+    my %failed = map { $_ => 1 } map { @{ $_->{cids} } } grep { $_->{status} ne '200' } @r;
+    my @missing = sort grep { !$ev->{$_} } keys %acked;
+    my @twice   = sort grep { ($ev->{$_} || 0) > 1 } keys %acked;
+    my @kept    = sort grep { $ev->{$_} } keys %failed;
+    my @unknown = sort grep { !$acked{$_} && !$failed{$_} } keys %$ev;
+    my @log_bad = sort grep { !$acked{$_} } keys %$log;
+    my @log_missing = sort grep { ($log->{$_} || 0) != 1 } keys %acked;
+    my $few = sub { @_ ? scalar(@_) . ": @_[0 .. ($#_ < 4 ? $#_ : 4)]" : '' };
+    Test::ok($t->($few->(@missing), '', "$name: every command answered success is in tb_events"));
+    Test::ok($t->($few->(@twice), '', "$name: ... exactly once"));
+    Test::ok($t->($few->(@kept), '', "$name: no command of a 503 batch is in tb_events"));
+    Test::ok($t->($few->(@unknown, @log_bad, @log_missing), '',
+                  "$name: nothing else recorded; tb_command_log holds exactly the acknowledged commands"));
+    Test::ok($t->(scalar(@after) >= 50 ? 'yes' : 'no (' . scalar(@after) . ')', 'yes',
+                  "$name: requests went on after the server was back"));
+    Test::ok($t->(@after && $after_ok >= 0.99 * @after ? 'yes'
+                  : sprintf('no: %d of %d', $after_ok, scalar @after), 'yes',
+                  "$name: at least 99% success within 10 s after the server is back"));
+    return;
+}
+
+push @TB::EXPORT_OK, qw(pg_ctl pg_client_conns pg_restart pg_kill9_start
+                        load_batch pg_load load_rows pg_load_checks
+                        UNAVAILABLE_BODY PG_LOAD_CHECKS);
 
 1;
