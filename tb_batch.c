@@ -327,8 +327,9 @@ static void tb_dedup_key(apr_pool_t *p, tb_command *c)
     if (!c->time_given || !strcmp(c->event_type, "consent")) {
         return;
     }
-    sorted = apr_pmemdup(p, c->props->elts,
-                         c->props->nelts * sizeof(tb_prop) + 1);
+    /* one spare slot: never a zero-size allocation */
+    sorted = apr_palloc(p, (c->props->nelts + 1) * sizeof(tb_prop));
+    memcpy(sorted, c->props->elts, c->props->nelts * sizeof(tb_prop));
     qsort(sorted, c->props->nelts, sizeof(tb_prop), tb_prop_cmp);
     tb_sb_init(&sb, p, 256);
     tb_sb_add(&sb, c->event_type, strlen(c->event_type) + 1);
