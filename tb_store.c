@@ -321,8 +321,15 @@ static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
 static void tb_pg_revive(tb_store *s, apr_pool_t *p)
 {
     PGconn *conn = apr_dbd_native_handle(s->driver, s->handle);
+    int i, alive = 1;
 
-    if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK) {
+    /* the first read may only fetch the server's goodbye message; the
+     * close itself shows on the next one (a live, idle link reads nothing
+     * and stays fine) */
+    for (i = 0; i < 2 && alive; i++) {
+        alive = PQconsumeInput(conn) && PQstatus(conn) == CONNECTION_OK;
+    }
+    if (!alive) {
         apr_dbd_check_conn(s->driver, p, s->handle);
     }
 }
