@@ -345,6 +345,23 @@ static int tb_scan_number(tb_scanner *sc)
     return 0;
 }
 
+/* After a member or an element: 1 when another follows, 0 at the closing
+ * bracket (consumed), -1 on anything else. */
+static int tb_next(tb_scanner *sc, char close)
+{
+    tb_skip_ws(sc);
+    if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
+        sc->pos++;
+        return 1;
+    }
+    if (sc->pos < sc->len && sc->s[sc->pos] == close) {
+        sc->pos++;
+        return 0;
+    }
+    return tb_fail(sc, close == '}' ? "expected ',' or '}'"
+                                    : "expected ',' or ']'");
+}
+
 static int tb_scan_literal(tb_scanner *sc, const char *word)
 {
     apr_size_t n = strlen(word);
@@ -359,6 +376,8 @@ static int tb_scan_literal(tb_scanner *sc, const char *word)
  * keys are decoded at this level only, for elements of "commands". */
 static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
 {
+    int rc;
+
     sc->pos++;                                   /* '{' */
     tb_skip_ws(sc);
     if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
@@ -402,16 +421,9 @@ static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
             cmd->id_type = t;
             is_id = 0;
         }
-        tb_skip_ws(sc);
-        if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
-            sc->pos++;
-            continue;
+        if ((rc = tb_next(sc, '}')) <= 0) {
+            return rc;
         }
-        if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
-            sc->pos++;
-            return 0;
-        }
-        return tb_fail(sc, "expected ',' or '}'");
     }
 }
 
@@ -420,6 +432,8 @@ static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
 static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
                          apr_size_t max_items, apr_size_t *count)
 {
+    int rc;
+
     sc->pos++;                                   /* '[' */
     tb_skip_ws(sc);
     if (sc->pos < sc->len && sc->s[sc->pos] == ']') {
@@ -453,16 +467,9 @@ static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
                 *(tb_json_span *)apr_array_push(items) = span;
             }
         }
-        tb_skip_ws(sc);
-        if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
-            sc->pos++;
-            continue;
+        if ((rc = tb_next(sc, ']')) <= 0) {
+            return rc;
         }
-        if (sc->pos < sc->len && sc->s[sc->pos] == ']') {
-            sc->pos++;
-            return 0;
-        }
-        return tb_fail(sc, "expected ',' or ']'");
     }
 }
 
@@ -510,6 +517,7 @@ static int tb_scan_top(tb_scanner *sc, tb_json_scan_t *out,
                        apr_size_t max_items)
 {
     apr_hash_t *seen = apr_hash_make(sc->pool);
+    int rc;
 
     sc->pos++;                                   /* '{' */
     tb_skip_ws(sc);
@@ -560,16 +568,9 @@ static int tb_scan_top(tb_scanner *sc, tb_json_scan_t *out,
             out->has_commands = 1;
             out->commands = span;
         }
-        tb_skip_ws(sc);
-        if (sc->pos < sc->len && sc->s[sc->pos] == ',') {
-            sc->pos++;
-            continue;
+        if ((rc = tb_next(sc, '}')) <= 0) {
+            return rc;
         }
-        if (sc->pos < sc->len && sc->s[sc->pos] == '}') {
-            sc->pos++;
-            return 0;
-        }
-        return tb_fail(sc, "expected ',' or '}'");
     }
 }
 
