@@ -180,6 +180,7 @@ struct tb_store {
     apr_dbd_t *handle;
     apr_dbd_prepared_t *stmt[TB_NSTMT];
     apr_time_t deadline;        /* SQLite: give up waiting for the lock */
+    unsigned moves;             /* SQLite: merges and moved ids, counted */
 };
 
 /* apr_dbd's sqlite3 driver sets no busy timeout; this handler waits up to
@@ -539,6 +540,7 @@ static const char *tb_merge(tb_store *s, apr_pool_t *p, const char *project,
     if (dst_hard && src_hard) {
         apr_table_overlap(dst_hard, src_hard, APR_OVERLAP_TABLES_SET);
     }
+    s->moves++;
     return NULL;
 }
 
@@ -689,6 +691,9 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
                               &rows, 1, 3, project, id->name, id->value))) {
             return what;
         }
+        if (rows->nelts) {
+            s->moves++;
+        }
         what = rows->nelts
                ? tb_query(s, p, TB_MOVE_ID, rv, "moving a soft id", 4, target,
                           project, id->name, id->value)
@@ -703,18 +708,57 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
     return NULL;
 }
 
+/* The transaction's map of customer ids ("name\0value") to the profile
+ * they name.  A batch mostly repeats a few customers; a command whose ids
+ * all name one profile already resolved in this transaction needs none of
+ * tb_identify's lookups: with every id on that profile there is nothing
+ * to merge, attach or refuse.  Only this transaction writes (BEGIN
+ * IMMEDIATE), so the map stays true until a merge or a moved id changes
+ * profiles, which empties it. */
+static const char *tb_known(apr_hash_t *known, apr_pool_t *p,
+                            const tb_command *c)
+{
+    const char *cid = NULL;
+    int i;
+
+    for (i = 0; i < c->ids->nelts; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        const char *k = apr_pstrcat(p, id->name, "=", id->value, NULL);
+        const char *v = apr_hash_get(known, k, strlen(k) + 1);
+        if (!v || (cid && strcmp(cid, v))) {
+            return NULL;
+        }
+        cid = v;
+    }
+    return cid;
+}
+
+static void tb_remember(apr_hash_t *known, apr_pool_t *p, const tb_command *c,
+                        const char *cid)
+{
+    int i;
+
+    for (i = 0; i < c->ids->nelts; i++) {
+        const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
+        const char *k = apr_pstrcat(p, id->name, "=", id->value, NULL);
+        apr_hash_set(known, k, strlen(k) + 1, cid);
+    }
+}
+
 /* Record one valid command.  Returns a reason when the batch must fail;
  * a command that fails alone (an id conflict) is marked invalid. */
 static const char *tb_write_command(tb_store *s, apr_pool_t *p,
                                     const char *project, const char *key_id,
                                     tb_command *c, const char *now,
                                     const char *dedup_since,
-                                    const char *expires, int *rv)
+                                    const char *expires, apr_hash_t *known,
+                                    int *rv)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
     const char *cid, *when, *what = NULL, *conflict;
     apr_array_header_t *rows;
     apr_pool_t *scratch;
+    unsigned moves = s->moves;
     int i;
 
     /* a retried command_id under the same key is acknowledged, not kept */
@@ -730,6 +774,9 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
         }
     }
 
+    if ((cid = tb_known(known, p, c))) {
+        goto identified;
+    }
     /* a failed identity leaves nothing: the command runs in a savepoint */
     if (sqlite3_exec(db, "SAVEPOINT tb_command", NULL, NULL, NULL)) {
         *rv = sqlite3_errcode(db);
@@ -748,6 +795,12 @@ static const char *tb_write_command(tb_store *s, apr_pool_t *p,
         *rv = sqlite3_errcode(db);
         return "releasing a savepoint";
     }
+    if (s->moves != moves) {
+        apr_hash_clear(known);
+    }
+    tb_remember(known, p, c, cid);
+
+identified:
     if (c->command_id
         && (what = tb_query(s, p, TB_LOG_COMMAND, rv, "logging a command_id",
                             5, project, key_id ? key_id : "", c->command_id,
@@ -806,6 +859,7 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
     const char *now = tb_num(p, received), *what = NULL;
     const char *since = tb_num(p, received - TB_EVENT_DEDUP_WINDOW);
     const char *expires = tb_num(p, received + dedup_window);
+    apr_hash_t *known = apr_hash_make(p);
     int i, rv = 0;
 
     *errp = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -820,7 +874,7 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
         tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
         if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
             what = tb_write_command(s, p, project, key_id, c, now, since,
-                                    expires, &rv);
+                                    expires, known, &rv);
         }
     }
     if (what) {
