@@ -346,6 +346,8 @@ RETURNS TEXT LANGUAGE plpgsql AS $fn$
 DECLARE
     c       JSON;
     out     TEXT[] := '{}';
+    simple  BOOLEAN;
+    result  TEXT;
 BEGIN
     -- one batch of a project at a time, as SQLite's write lock does: a
     -- merge reaches profiles through ids the batch does not name, so
@@ -353,6 +355,78 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('track_batch/'
                                                    || p_project, 0));
     DELETE FROM tb_command_log WHERE expires_at <= p_now;
+
+    -- The common batch: events of known customers, each command's ids all
+    -- on one profile, so identity has nothing to merge, attach or refuse
+    -- (as tb_known in tb_store.c).  Then the batch is a few set-based
+    -- statements instead of a loop of per-command ones, with the same
+    -- outcome: a logged command_id is a duplicate and changes nothing; an
+    -- event identical to a stored one, or to an earlier one of the batch,
+    -- is a duplicate; the rest are inserted in batch order.
+    SELECT coalesce(bool_and(x.c ->> 'k' = 'e' AND own.n > 0
+                             AND own.found = own.n AND own.lo = own.hi), false)
+           AND count(x.c ->> 'cid') = count(DISTINCT x.c ->> 'cid')
+      INTO simple
+      FROM json_array_elements(p_commands) AS x (c)
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS n, count(ci.customer_id) AS found,
+                  min(ci.customer_id) AS lo, max(ci.customer_id) AS hi
+             FROM json_array_elements(x.c -> 'ids') AS i
+             LEFT JOIN tb_customer_ids ci
+               ON ci.project = p_project AND ci.id_name = i ->> 0
+              AND ci.id_value = i ->> 1) AS own;
+    IF simple THEN
+        WITH x AS (
+            SELECT x.o, x.c ->> 'cid' AS cid, x.c ->> 'dk' AS dk, x.c,
+                   (SELECT ci.customer_id
+                      FROM tb_customer_ids ci
+                     WHERE ci.project = p_project
+                       AND ci.id_name = x.c -> 'ids' -> 0 ->> 0
+                       AND ci.id_value = x.c -> 'ids' -> 0 ->> 1) AS customer
+              FROM json_array_elements(p_commands) WITH ORDINALITY AS x (c, o)
+        ), r AS (
+            SELECT x.*, (x.cid IS NOT NULL
+                         AND EXISTS (SELECT 1 FROM tb_command_log l
+                                      WHERE l.project = p_project
+                                        AND l.key_id = p_key
+                                        AND l.command_id = x.cid
+                                        AND l.expires_at > p_now)) AS logged
+              FROM x
+        ), s AS (
+            SELECT r.*, (NOT r.logged AND r.dk IS NOT NULL
+                         AND (EXISTS (SELECT 1 FROM tb_events e
+                                       WHERE e.customer_id = r.customer
+                                         AND e.dedup_key = r.dk
+                                         AND e.received_at >= p_now - 90 * 86400)
+                              OR EXISTS (SELECT 1 FROM r r2
+                                          WHERE NOT r2.logged AND r2.o < r.o
+                                            AND r2.customer = r.customer
+                                            AND r2.dk = r.dk))) AS same
+              FROM r
+        ), logged_now AS (
+            INSERT INTO tb_command_log (project, key_id, command_id,
+                                        received_at, expires_at)
+            SELECT p_project, p_key, s.cid, p_now, p_now + p_window
+              FROM s WHERE s.cid IS NOT NULL AND NOT s.logged
+            ON CONFLICT (project, key_id, command_id) DO UPDATE
+               SET received_at = excluded.received_at,
+                   expires_at = excluded.expires_at
+        ), added AS (
+            INSERT INTO tb_events (project, customer_id, event_type,
+                                   timestamp, properties, received_at,
+                                   command_id, dedup_key)
+            SELECT p_project, s.customer, s.c ->> 'et',
+                   (s.c ->> 't')::double precision, (s.c -> 'p')::text,
+                   p_now, s.cid, s.dk
+              FROM s WHERE NOT s.logged AND NOT s.same
+             ORDER BY s.o
+        )
+        SELECT string_agg(CASE WHEN s.logged OR s.same THEN 'dup' ELSE 'ok' END,
+                          ',' ORDER BY s.o)
+          INTO result FROM s;
+        RETURN result;
+    END IF;
+
     FOR c IN SELECT * FROM json_array_elements(p_commands) LOOP
         out := out || tb_record_command(p_project, p_key, p_now,
                                         p_now - 90 * 86400,
