@@ -708,13 +708,25 @@ static const char *tb_identify(tb_store *s, apr_pool_t *p, const char *project,
     return NULL;
 }
 
-/* The transaction's map of customer ids ("name\0value") to the profile
+/* The transaction's map of customer ids (name and value) to the profile
  * they name.  A batch mostly repeats a few customers; a command whose ids
  * all name one profile already resolved in this transaction needs none of
  * tb_identify's lookups: with every id on that profile there is nothing
  * to merge, attach or refuse.  Only this transaction writes (BEGIN
  * IMMEDIATE), so the map stays true until a merge or a moved id changes
  * profiles, which empties it. */
+/* name NUL value: no name and value pair can spell another */
+static const char *tb_id_key(apr_pool_t *p, const tb_id *id, apr_size_t *len)
+{
+    apr_size_t n = strlen(id->name), v = strlen(id->value);
+    char *k = apr_palloc(p, n + v + 1);
+
+    memcpy(k, id->name, n + 1);
+    memcpy(k + n + 1, id->value, v);
+    *len = n + v + 1;
+    return k;
+}
+
 static const char *tb_known(apr_hash_t *known, apr_pool_t *p,
                             const tb_command *c)
 {
@@ -723,8 +735,9 @@ static const char *tb_known(apr_hash_t *known, apr_pool_t *p,
 
     for (i = 0; i < c->ids->nelts; i++) {
         const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
-        const char *k = apr_pstrcat(p, id->name, "=", id->value, NULL);
-        const char *v = apr_hash_get(known, k, strlen(k) + 1);
+        apr_size_t klen;
+        const char *k = tb_id_key(p, id, &klen);
+        const char *v = apr_hash_get(known, k, klen);
         if (!v || (cid && strcmp(cid, v))) {
             return NULL;
         }
@@ -740,8 +753,9 @@ static void tb_remember(apr_hash_t *known, apr_pool_t *p, const tb_command *c,
 
     for (i = 0; i < c->ids->nelts; i++) {
         const tb_id *id = &APR_ARRAY_IDX(c->ids, i, tb_id);
-        const char *k = apr_pstrcat(p, id->name, "=", id->value, NULL);
-        apr_hash_set(known, k, strlen(k) + 1, cid);
+        apr_size_t klen;
+        const char *k = tb_id_key(p, id, &klen);
+        apr_hash_set(known, k, klen, cid);
     }
 }
 

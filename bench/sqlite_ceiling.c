@@ -11,13 +11,17 @@
  *       SELECT customer_id FROM tb_customer_ids WHERE project, id_name, id_value
  *   none found:  INSERT INTO tb_customers ... RETURNING id
  *   each id not found: INSERT INTO tb_customer_ids ...
- *   INSERT INTO tb_events ...
+ *   SELECT id FROM tb_events WHERE customer_id, dedup_key, received_at
+ *   INSERT INTO tb_events ... (with the dedup key)
  *
  * on a new database made from the module's schema file, with the module's
  * pragmas (journal_mode=WAL, synchronous=FULL, foreign_keys=ON), one
  * BEGIN IMMEDIATE ... COMMIT per ROWS_PER_TXN commands (the first
  * ROWS_PER_TXN commands of each generated batch, as the b1/b10/b50 bodies
- * hold).  Values are bound with their native types.  Runs whole
+ * hold).  Each pass over the rows moves their timestamps one second back,
+ * so no event is identical to one already stored (the module would look
+ * it up and not insert it).  The dedup key is a cheap 64-bit hash here,
+ * not the module's digest.  Values are bound with their native types.  Runs whole
  * transactions until SECONDS have passed and prints one line:
  *
  *   rows=N txns=T seconds=S rows_per_s=R us_per_txn=U p50_us_per_txn=M
@@ -167,6 +171,28 @@ static row_t *load_rows(const char *path, int *nrows)
     return rows;
 }
 
+/* FNV-1a: enough to make a distinct key per distinct event */
+static void dedup_key(const row_t *r, double ts, char out[17])
+{
+    unsigned long long h = 1469598103934665603ULL;
+    char num[32];
+    const char *parts[3];
+    int i;
+
+    snprintf(num, sizeof(num), "%.17g", ts);
+    parts[0] = r->event_type;
+    parts[1] = num;
+    parts[2] = r->properties;
+    for (i = 0; i < 3; i++) {
+        const unsigned char *c = (const unsigned char *)parts[i];
+        for (; *c; c++) {
+            h = (h ^ *c) * 1099511628211ULL;
+        }
+        h = (h ^ 0xff) * 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", h);
+}
+
 static void exec(const char *sql)
 {
     char *err = NULL;
@@ -188,7 +214,7 @@ static sqlite3_stmt *prep(const char *sql)
 int main(int argc, char **argv)
 {
     static const char project[] = "bench";
-    sqlite3_stmt *find, *newc, *addid, *addev;
+    sqlite3_stmt *find, *newc, *addid, *addev, *findev;
     seen_t seen[BATCH * MAX_IDS];
     row_t *rows;
     int nrows, per, nbatches, b = 0, i, j, k;
@@ -236,8 +262,10 @@ int main(int argc, char **argv)
     addid = prep("INSERT INTO tb_customer_ids (project, id_name, id_value,"
                  " customer_id, hard) VALUES (?, ?, ?, ?, ?)");
     addev = prep("INSERT INTO tb_events (project, customer_id, event_type,"
-                 " timestamp, properties, received_at, command_id)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?)");
+                 " timestamp, properties, received_at, command_id, dedup_key)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    findev = prep("SELECT id FROM tb_events WHERE customer_id = ?"
+                  " AND dedup_key = ? AND received_at >= ? LIMIT 1");
 
     t0 = now_mono();
     cpu0 = cpu_seconds();
@@ -245,6 +273,7 @@ int main(int argc, char **argv)
     do {
         const row_t *batch = &rows[(size_t)b * BATCH];
         double received = now_unix();
+        double shift = (double)(txns / nbatches);
         int nseen = 0;
 
         tx = t1;
@@ -314,10 +343,26 @@ int main(int argc, char **argv)
                 }
                 seen[k].cid = best;
             }
+            {
+                char key[17];
+                int rc, dup = 0;
+                dedup_key(r, r->timestamp - shift, key);
+                sqlite3_bind_int64(findev, 1, best);
+                sqlite3_bind_text(findev, 2, key, -1, SQLITE_TRANSIENT);
+                sqlite3_bind_double(findev, 3, received - 90.0 * 86400);
+                while ((rc = sqlite3_step(findev)) == SQLITE_ROW) {
+                    dup = 1;
+                }
+                sqlite3_reset(findev);
+                if (rc != SQLITE_DONE || dup) {
+                    die("an event identical to one stored");
+                }
+                sqlite3_bind_text(addev, 8, key, -1, SQLITE_TRANSIENT);
+            }
             sqlite3_bind_text(addev, 1, project, -1, SQLITE_STATIC);
             sqlite3_bind_int64(addev, 2, best);
             sqlite3_bind_text(addev, 3, r->event_type, -1, SQLITE_STATIC);
-            sqlite3_bind_double(addev, 4, r->timestamp);
+            sqlite3_bind_double(addev, 4, r->timestamp - shift);
             sqlite3_bind_text(addev, 5, r->properties, -1, SQLITE_STATIC);
             sqlite3_bind_double(addev, 6, received);
             sqlite3_bind_null(addev, 7);
@@ -348,6 +393,7 @@ int main(int argc, char **argv)
     sqlite3_finalize(newc);
     sqlite3_finalize(addid);
     sqlite3_finalize(addev);
+    sqlite3_finalize(findev);
     sqlite3_close(db);
     return 0;
 }

@@ -16,6 +16,12 @@
  *          omission, as wrk2 does).  Without -r (or -r 0): closed loop,
  *          latency from the first byte sent.
  * -n N     exactly N requests in total (closed loop), then stop.
+ * -a AUTH  send "Authorization: AUTH" with every request.
+ * -U SEQ0  unique events: each request's event timestamps (the 10-digit
+ *          whole seconds after "timestamp":) move SEQ0 + k seconds into
+ *          the past for its k-th request (k counted over all connections),
+ *          so a body sent again is new events, not identical ones the
+ *          module would deduplicate (and so not insert).
  *
  * Prints one line:
  *   requests=N seconds=S rps=R p50_ms= p90_ms= p99_ms= p999_ms= max_ms=
@@ -40,6 +46,9 @@
 typedef struct {
     char *req;
     size_t len;
+    int nts;                        /* -U: timestamps to rewrite */
+    size_t *ts_off;
+    long *ts_val;
 } request_t;
 
 static request_t *reqs;
@@ -49,6 +58,7 @@ static int port, conns = 16;
 static double rate, duration;
 static long total = -1;
 static long issued;                 /* -n: requests handed out */
+static long seq0 = -1, seq;         /* -U */
 static double t_start;
 
 typedef struct {
@@ -58,6 +68,8 @@ typedef struct {
     long non200, nfalse, errors;
     char *buf;
     size_t bufcap;
+    char *out;                      /* -U: the rewritten request */
+    size_t outcap;
 } worker_t;
 
 static double now(void)
@@ -157,6 +169,51 @@ static int read_response(worker_t *w, int fd, int *is_false, int *closed)
     return status;
 }
 
+/* -U: a copy of rq with its event timestamps moved into the past */
+static const request_t *unique(worker_t *w, const request_t *rq)
+{
+    static __thread request_t u;
+    long shift = seq0 + __atomic_fetch_add(&seq, 1, __ATOMIC_SEQ_CST);
+    int i;
+
+    if (w->outcap < rq->len + 1) {
+        w->outcap = rq->len + 1;
+        w->out = realloc(w->out, w->outcap);
+    }
+    memcpy(w->out, rq->req, rq->len);
+    for (i = 0; i < rq->nts; i++) {
+        char digits[16];
+        snprintf(digits, sizeof(digits), "%010ld", rq->ts_val[i] - shift);
+        memcpy(w->out + rq->ts_off[i], digits, 10);
+    }
+    u.req = w->out;
+    u.len = rq->len;
+    return &u;
+}
+
+/* -U: where the whole seconds of each "timestamp": are */
+static void find_timestamps(request_t *rq)
+{
+    static const char key[] = "\"timestamp\":";
+    const char *p = rq->req, *end = rq->req + rq->len;
+
+    while ((p = memmem(p, (size_t)(end - p), key, sizeof(key) - 1)) != NULL) {
+        const char *d = p + sizeof(key) - 1;
+        int n = 0;
+        while (d + n < end && d[n] >= '0' && d[n] <= '9') {
+            n++;
+        }
+        if (n == 10) {
+            rq->ts_off = realloc(rq->ts_off, (rq->nts + 1) * sizeof(size_t));
+            rq->ts_val = realloc(rq->ts_val, (rq->nts + 1) * sizeof(long));
+            rq->ts_off[rq->nts] = (size_t)(d - rq->req);
+            rq->ts_val[rq->nts] = strtol(d, NULL, 10);
+            rq->nts++;
+        }
+        p = d;
+    }
+}
+
 static void *run(void *arg)
 {
     worker_t *w = arg;
@@ -182,6 +239,9 @@ static void *run(void *arg)
             sleep_until(due);
         }
         rq = &reqs[(w->idx * 7 + k) % nreqs];
+        if (seq0 >= 0 && rq->nts) {
+            rq = unique(w, rq);
+        }
         sent = now();
         for (attempt = 0; attempt < 2 && status < 0; attempt++) {
             if (fd < 0 && (fd = dial()) < 0) {
@@ -250,14 +310,15 @@ static char *slurp(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *list = NULL;
+    const char *path = NULL, *list = NULL, *auth = NULL;
+    char extra[600] = "";
     pthread_t *th;
     worker_t *ws;
     double *all, t_end;
     long n = 0, non200 = 0, nfalse = 0, errors = 0;
     int opt, i;
 
-    while ((opt = getopt(argc, argv, "H:p:u:l:c:r:d:n:")) != -1) {
+    while ((opt = getopt(argc, argv, "H:p:u:l:c:r:d:n:a:U:")) != -1) {
         switch (opt) {
         case 'H': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -267,14 +328,21 @@ int main(int argc, char **argv)
         case 'r': rate = atof(optarg); break;
         case 'd': duration = atof(optarg); break;
         case 'n': total = atol(optarg); break;
+        case 'a': auth = optarg; break;
+        case 'U': seq0 = atol(optarg); break;
         default:
             fprintf(stderr, "usage: %s -p PORT -u PATH [-l LIST] [-c CONNS] "
-                    "[-r RATE] (-d SECONDS | -n REQUESTS)\n", argv[0]);
+                    "[-r RATE] [-a AUTHORIZATION] [-U SEQ0] (-d SECONDS | -n REQUESTS)\n", argv[0]);
             return 2;
         }
     }
     if (!port || !path || conns < 1 || (total < 0 && duration <= 0)) {
         fprintf(stderr, "tb_load: -p, -u and -d or -n are required\n");
+        return 2;
+    }
+    if (auth && snprintf(extra, sizeof(extra), "Authorization: %s\r\n", auth)
+                >= (int)sizeof(extra)) {
+        fprintf(stderr, "tb_load: -a value too long\n");
         return 2;
     }
     if (list) {
@@ -285,12 +353,12 @@ int main(int argc, char **argv)
         for (line = strtok_r(text, "\n", &save); line;
              line = strtok_r(NULL, "\n", &save)) {
             size_t blen;
-            char *body = slurp(line, &blen), head[512];
+            char *body = slurp(line, &blen), head[1024];
             int hlen = snprintf(head, sizeof(head),
                                 "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
-                                "Content-Type: application/json\r\n"
+                                "Content-Type: application/json\r\n%s"
                                 "Content-Length: %zu\r\n\r\n",
-                                path, host, port, blen);
+                                path, host, port, extra, blen);
             if (nreqs == cap) {
                 cap *= 2;
                 reqs = realloc(reqs, cap * sizeof(*reqs));
@@ -299,15 +367,22 @@ int main(int argc, char **argv)
             reqs[nreqs].req = malloc(reqs[nreqs].len);
             memcpy(reqs[nreqs].req, head, hlen);
             memcpy(reqs[nreqs].req + hlen, body, blen);
+            reqs[nreqs].nts = 0;
+            reqs[nreqs].ts_off = NULL;
+            reqs[nreqs].ts_val = NULL;
+            if (seq0 >= 0) {
+                find_timestamps(&reqs[nreqs]);
+            }
             free(body);
             nreqs++;
         }
     }
     else {
-        reqs = malloc(sizeof(*reqs));
-        reqs[0].req = malloc(512);
-        reqs[0].len = snprintf(reqs[0].req, 512, "GET %s HTTP/1.1\r\n"
-                               "Host: %s:%d\r\n\r\n", path, host, port);
+        reqs = calloc(1, sizeof(*reqs));
+        reqs[0].req = malloc(1200);
+        reqs[0].len = snprintf(reqs[0].req, 1200, "GET %s HTTP/1.1\r\n"
+                               "Host: %s:%d\r\n%s\r\n", path, host, port,
+                               extra);
         nreqs = 1;
     }
     if (!nreqs) {

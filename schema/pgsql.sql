@@ -135,6 +135,16 @@ LANGUAGE sql IMMUTABLE AS $fn$
      ORDER BY k LIMIT 1
 $fn$;
 
+-- Counts, for the transaction, the merges and moved ids that change which
+-- profile an id names (tb_record_batch's map of known ids is then void).
+CREATE OR REPLACE FUNCTION tb_moved() RETURNS VOID
+LANGUAGE sql AS $fn$
+    SELECT set_config('track_batch.moves',
+                      (coalesce(nullif(current_setting('track_batch.moves',
+                                                       true), ''), '0')::int
+                       + 1)::text, true)
+$fn$;
+
 -- Fold profile p_src into p_dst (see tb_merge in tb_store.c).
 CREATE OR REPLACE FUNCTION tb_merge(p_project TEXT, p_dst BIGINT,
                                     p_src BIGINT, p_now DOUBLE PRECISION)
@@ -159,6 +169,7 @@ BEGIN
                            properties, received_at)
     VALUES (p_project, p_dst, 'merge', p_now,
             '{"merged_customer_id":' || p_src || '}', p_now);
+    PERFORM tb_moved();
 END
 $fn$;
 
@@ -261,7 +272,9 @@ BEGIN
         UPDATE tb_customer_ids SET customer_id = target
          WHERE project = p_project AND id_name = names[i]
            AND id_value = vals[i];
-        IF NOT FOUND THEN
+        IF FOUND THEN
+            PERFORM tb_moved();
+        ELSE
             INSERT INTO tb_customer_ids (project, id_name, id_value,
                                          customer_id, hard)
             VALUES (p_project, names[i], vals[i], target,
@@ -274,17 +287,21 @@ $fn$;
 
 DROP FUNCTION IF EXISTS tb_record_command(TEXT, TEXT, DOUBLE PRECISION,
                                           DOUBLE PRECISION, JSON);
+DROP FUNCTION IF EXISTS tb_record_command(TEXT, TEXT, DOUBLE PRECISION,
+                                          DOUBLE PRECISION, DOUBLE PRECISION,
+                                          JSON);
 
--- One command (see tb_write_command in tb_store.c): 'ok', 'dup', or
--- 'conflict:<hard id name>'.
+-- One command (see tb_write_command in tb_store.c): status 'ok', 'dup', or
+-- 'conflict:<hard id name>'.  customer: in, the profile every id of the
+-- command is known to name (NULL: look them up); out, the profile used.
 CREATE OR REPLACE FUNCTION tb_record_command(p_project TEXT, p_key TEXT,
                                              p_now DOUBLE PRECISION,
                                              p_since DOUBLE PRECISION,
                                              p_expires DOUBLE PRECISION,
-                                             c JSON)
-RETURNS TEXT LANGUAGE plpgsql AS $fn$
+                                             c JSON, INOUT customer BIGINT,
+                                             OUT status TEXT)
+LANGUAGE plpgsql AS $fn$
 DECLARE
-    customer BIGINT;
     cid      TEXT := c ->> 'cid';
     at       DOUBLE PRECISION := (c ->> 't')::double precision;
 BEGIN
@@ -293,13 +310,18 @@ BEGIN
                                       AND key_id = p_key
                                       AND command_id = cid
                                       AND expires_at > p_now) THEN
-        RETURN 'dup';
+        customer := NULL;
+        status := 'dup';
+        RETURN;
     END IF;
-    BEGIN                                -- a subtransaction: a conflict
-        customer := tb_identify(p_project, p_now, c -> 'ids');  -- undoes it
-    EXCEPTION WHEN SQLSTATE 'TB001' THEN
-        RETURN 'conflict:' || SQLERRM;
-    END;
+    IF customer IS NULL THEN
+        BEGIN                            -- a subtransaction: a conflict
+            customer := tb_identify(p_project, p_now, c -> 'ids');  -- undoes
+        EXCEPTION WHEN SQLSTATE 'TB001' THEN                        -- it
+            status := 'conflict:' || SQLERRM;
+            RETURN;
+        END;
+    END IF;
     IF cid IS NOT NULL THEN
         INSERT INTO tb_command_log (project, key_id, command_id, received_at,
                                     expires_at)
@@ -314,7 +336,8 @@ BEGIN
                         WHERE customer_id = customer
                           AND dedup_key = c ->> 'dk'
                           AND received_at >= p_since) THEN
-            RETURN 'dup';
+            status := 'dup';
+            RETURN;
         END IF;
         INSERT INTO tb_events (project, customer_id, event_type, timestamp,
                                properties, received_at, command_id, dedup_key)
@@ -333,8 +356,25 @@ BEGIN
             OR (excluded.updated_at = cur.updated_at
                 AND excluded.value > cur.value);
     END IF;
-    RETURN 'ok';
+    status := 'ok';
 END
+$fn$;
+
+-- Whether every command of a batch is an event whose ids all name one
+-- known profile (see tb_record_batch), with no command_id twice.
+CREATE OR REPLACE FUNCTION tb_simple_batch(p_project TEXT, p_commands JSONB)
+RETURNS BOOLEAN LANGUAGE sql STABLE AS $fn$
+    SELECT coalesce(bool_and(x.c ->> 'k' = 'e' AND own.n > 0
+                             AND own.found = own.n AND own.lo = own.hi), false)
+           AND count(x.c ->> 'cid') = count(DISTINCT x.c ->> 'cid')
+      FROM jsonb_array_elements(p_commands) AS x (c)
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS n, count(ci.customer_id) AS found,
+                  min(ci.customer_id) AS lo, max(ci.customer_id) AS hi
+             FROM jsonb_array_elements(x.c -> 'ids') AS i
+             LEFT JOIN tb_customer_ids ci
+               ON ci.project = p_project AND ci.id_name = i ->> 0
+              AND ci.id_value = i ->> 1) AS own
 $fn$;
 
 -- A batch, in one statement: the statuses of its commands, comma-separated.
@@ -348,14 +388,12 @@ DECLARE
     out     TEXT[] := '{}';
     simple  BOOLEAN;
     result  TEXT;
+    jb      JSONB := p_commands::jsonb;     -- parsed once, for lookups
+    known   JSONB := '{}';         -- [name, value] -> profile, this batch
+    moves   TEXT;
+    cust    BIGINT;
+    st      TEXT;
 BEGIN
-    -- one batch of a project at a time, as SQLite's write lock does: a
-    -- merge reaches profiles through ids the batch does not name, so
-    -- locking the named ids alone would let two batches race
-    PERFORM pg_advisory_xact_lock(hashtextextended('track_batch/'
-                                                   || p_project, 0));
-    DELETE FROM tb_command_log WHERE expires_at <= p_now;
-
     -- The common batch: events of known customers, each command's ids all
     -- on one profile, so identity has nothing to merge, attach or refuse
     -- (as tb_known in tb_store.c).  Then the batch is a few set-based
@@ -363,27 +401,49 @@ BEGIN
     -- outcome: a logged command_id is a duplicate and changes nothing; an
     -- event identical to a stored one, or to an earlier one of the batch,
     -- is a duplicate; the rest are inserted in batch order.
-    SELECT coalesce(bool_and(x.c ->> 'k' = 'e' AND own.n > 0
-                             AND own.found = own.n AND own.lo = own.hi), false)
-           AND count(x.c ->> 'cid') = count(DISTINCT x.c ->> 'cid')
-      INTO simple
-      FROM json_array_elements(p_commands) AS x (c)
-     CROSS JOIN LATERAL (
-           SELECT count(*) AS n, count(ci.customer_id) AS found,
-                  min(ci.customer_id) AS lo, max(ci.customer_id) AS hi
-             FROM json_array_elements(x.c -> 'ids') AS i
-             LEFT JOIN tb_customer_ids ci
-               ON ci.project = p_project AND ci.id_name = i ->> 0
-              AND ci.id_value = i ->> 1) AS own;
+    --
+    -- Locks: a batch that may merge profiles takes the project's lock
+    -- alone (a merge reaches profiles through ids the batch does not
+    -- name), as SQLite's write lock would.  Simple batches share it, so
+    -- they run side by side, and each also locks the profiles it writes,
+    -- in id order, so two batches of one customer (a retry, an identical
+    -- event) still run one after the other and see each other's rows.
+    -- Whether a batch is simple is checked before any lock and again under
+    -- the shared one; if a merge came in between, asking for the lock
+    -- alone while holding it shared may deadlock with another such batch:
+    -- PostgreSQL then fails one, which the module answers 503 (retry).
+    simple := tb_simple_batch(p_project, jb);
     IF simple THEN
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended('track_batch/'
+                                                              || p_project, 0));
+        simple := tb_simple_batch(p_project, jb);
+    END IF;
+    IF NOT simple THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('track_batch/'
+                                                       || p_project, 0));
+    END IF;
+    DELETE FROM tb_command_log WHERE expires_at <= p_now;
+
+    IF simple THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('track_batch/'
+                                                       || p_project || '/'
+                                                       || q.customer, 0))
+           FROM (SELECT DISTINCT ci.customer_id AS customer
+                   FROM jsonb_array_elements(jb) AS x (c)
+                   JOIN tb_customer_ids ci
+                     ON ci.project = p_project
+                    AND ci.id_name = x.c -> 'ids' -> 0 ->> 0
+                    AND ci.id_value = x.c -> 'ids' -> 0 ->> 1
+                  ORDER BY 1) AS q;
         WITH x AS (
-            SELECT x.o, x.c ->> 'cid' AS cid, x.c ->> 'dk' AS dk, x.c,
+            SELECT x.o, x.c ->> 'cid' AS cid, x.c ->> 'dk' AS dk,
+                   x.c ->> 'et' AS et, (x.c ->> 't')::double precision AS t,
                    (SELECT ci.customer_id
                       FROM tb_customer_ids ci
                      WHERE ci.project = p_project
                        AND ci.id_name = x.c -> 'ids' -> 0 ->> 0
                        AND ci.id_value = x.c -> 'ids' -> 0 ->> 1) AS customer
-              FROM json_array_elements(p_commands) WITH ORDINALITY AS x (c, o)
+              FROM jsonb_array_elements(jb) WITH ORDINALITY AS x (c, o)
         ), r AS (
             SELECT x.*, (x.cid IS NOT NULL
                          AND EXISTS (SELECT 1 FROM tb_command_log l
@@ -393,16 +453,20 @@ BEGIN
                                         AND l.expires_at > p_now)) AS logged
               FROM x
         ), s AS (
+            -- a lookup per event (LATERAL ... LIMIT 1), so the planner
+            -- keeps to the index rather than hashing all of tb_events
             SELECT r.*, (NOT r.logged AND r.dk IS NOT NULL
-                         AND (EXISTS (SELECT 1 FROM tb_events e
-                                       WHERE e.customer_id = r.customer
-                                         AND e.dedup_key = r.dk
-                                         AND e.received_at >= p_now - 90 * 86400)
+                         AND (coalesce(stored.hit, false)
                               OR EXISTS (SELECT 1 FROM r r2
                                           WHERE NOT r2.logged AND r2.o < r.o
                                             AND r2.customer = r.customer
                                             AND r2.dk = r.dk))) AS same
               FROM r
+              LEFT JOIN LATERAL (
+                   SELECT true AS hit FROM tb_events e
+                    WHERE e.customer_id = r.customer AND e.dedup_key = r.dk
+                      AND e.received_at >= p_now - 90 * 86400
+                    LIMIT 1) AS stored ON true
         ), logged_now AS (
             INSERT INTO tb_command_log (project, key_id, command_id,
                                         received_at, expires_at)
@@ -415,10 +479,13 @@ BEGIN
             INSERT INTO tb_events (project, customer_id, event_type,
                                    timestamp, properties, received_at,
                                    command_id, dedup_key)
-            SELECT p_project, s.customer, s.c ->> 'et',
-                   (s.c ->> 't')::double precision, (s.c -> 'p')::text,
+            -- properties as sent: from the json text, not the jsonb
+            SELECT p_project, s.customer, s.et, s.t, (j.c -> 'p')::text,
                    p_now, s.cid, s.dk
-              FROM s WHERE NOT s.logged AND NOT s.same
+              FROM s
+              JOIN json_array_elements(p_commands) WITH ORDINALITY AS j (c, o)
+                ON j.o = s.o
+             WHERE NOT s.logged AND NOT s.same
              ORDER BY s.o
         )
         SELECT string_agg(CASE WHEN s.logged OR s.same THEN 'dup' ELSE 'ok' END,
@@ -427,10 +494,31 @@ BEGIN
         RETURN result;
     END IF;
 
+    -- A command whose ids all name one profile met earlier in the batch
+    -- skips identity, as in tb_store.c (tb_known); a merge or a moved id
+    -- voids the map.
     FOR c IN SELECT * FROM json_array_elements(p_commands) LOOP
-        out := out || tb_record_command(p_project, p_key, p_now,
-                                        p_now - 90 * 86400,
-                                        p_now + p_window, c);
+        SELECT CASE WHEN count(*) > 0 AND count(v) = count(*)
+                         AND min(v) = max(v) THEN min(v) END
+          INTO cust
+          FROM (SELECT (known ->> jsonb_build_array(i ->> 0, i ->> 1)::text)
+                       ::bigint AS v
+                  FROM json_array_elements(c -> 'ids') AS i) AS q;
+        moves := current_setting('track_batch.moves', true);
+        SELECT r.customer, r.status INTO cust, st
+          FROM tb_record_command(p_project, p_key, p_now, p_now - 90 * 86400,
+                                 p_now + p_window, c, cust) AS r;
+        IF current_setting('track_batch.moves', true)
+           IS DISTINCT FROM moves THEN
+            known := '{}';
+        END IF;
+        IF cust IS NOT NULL THEN
+            SELECT known || coalesce(jsonb_object_agg(
+                       jsonb_build_array(i ->> 0, i ->> 1)::text, cust), '{}')
+              INTO known
+              FROM json_array_elements(c -> 'ids') AS i;
+        END IF;
+        out := out || st;
     END LOOP;
     RETURN array_to_string(out, ',');
 END
