@@ -318,8 +318,10 @@ static int tb_prop_cmp(const void *a, const void *b)
 static void tb_dedup_key(apr_pool_t *p, tb_command *c)
 {
     tb_prop *sorted;
-    tb_sb_t sb;
+    tb_sha256_t *h;
     char hex[TB_DIGEST_HEX + 1];
+    char num[32];
+    const char *t;
     int i;
 
     /* without a timestamp every event of a batch has the same receipt
@@ -327,23 +329,28 @@ static void tb_dedup_key(apr_pool_t *p, tb_command *c)
     if (!c->time_given || !strcmp(c->event_type, "consent")) {
         return;
     }
+    h = tb_sha256_start(p);
+    if (!h) {
+        /* never record an event that could not be checked */
+        tb_error(p, c, "The event could not be checked for duplicates.");
+        c->kind = TB_CMD_INVALID;
+        return;
+    }
     /* one spare slot: never a zero-size allocation */
     sorted = apr_palloc(p, (c->props->nelts + 1) * sizeof(tb_prop));
     memcpy(sorted, c->props->elts, c->props->nelts * sizeof(tb_prop));
     qsort(sorted, c->props->nelts, sizeof(tb_prop), tb_prop_cmp);
-    tb_sb_init(&sb, p, 256);
-    tb_sb_add(&sb, c->event_type, strlen(c->event_type) + 1);
-    {
-        char num[32];
-        tb_sb_adds(&sb, tb_format_double(num, c->time));
-    }
-    tb_sb_add(&sb, "", 1);
+    /* hashed piece by piece: a joined copy of the values would cost as
+     * much as the properties again, in the pool for the whole request */
+    tb_sha256_add(h, c->event_type, strlen(c->event_type) + 1);
+    t = tb_format_double(num, c->time);
+    tb_sha256_add(h, t, strlen(t) + 1);
     for (i = 0; i < c->props->nelts; i++) {
-        tb_sb_add(&sb, sorted[i].name, strlen(sorted[i].name) + 1);
-        tb_sb_add(&sb, sorted[i].value, sorted[i].value_len);
-        tb_sb_add(&sb, "", 1);
+        tb_sha256_add(h, sorted[i].name, strlen(sorted[i].name) + 1);
+        tb_sha256_add(h, sorted[i].value, sorted[i].value_len);
+        tb_sha256_add(h, "", 1);
     }
-    tb_sha256_hex(sb.buf, sb.len, hex);
+    tb_sha256_end_hex(h, hex);
     c->dedup_key = apr_pstrdup(p, hex);
 }
 
