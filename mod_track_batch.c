@@ -1163,11 +1163,12 @@ static int tb_handler(request_rec *r)
                        ? (apr_size_t)conf->max_name_len : TB_DEF_MAX_NAME_LEN;
     lim.id_types = conf->id_types ? conf->id_types : sconf->default_ids;
 
-    text = tb_batch_parse(r->pool, body, len, (tb_body_kind)route->body,
-                          &lim, received, &batch, &why);
-    /* the records hold copies of what they need: the body can go now, so
-     * a large batch is not held twice while it is recorded */
-    apr_pool_cleanup_run(r->pool, body, tb_free_cleanup);
+    /* the properties texts are written over the body, which is parsed
+     * already: a large batch is not held twice while it is recorded.  The
+     * body is freed with the request. */
+    text = tb_batch_parse_in_place(r->pool, body, len,
+                                   (tb_body_kind)route->body, &lim, received,
+                                   &batch, &why);
     if (text) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, TBLOGNO(00005)
                       "request refused: %s%s%s", text, why ? ": " : "",

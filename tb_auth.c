@@ -152,19 +152,68 @@ void tb_cred_wipe(tb_cred *c)
     }
 }
 
-void tb_sha256_hex(const void *data, apr_size_t len, char *hex)
+static void tb_hex(const unsigned char *md, unsigned int mdlen, char *hex)
 {
     static const char digits[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0, i;
+    unsigned int i;
 
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
     for (i = 0; i < mdlen && i < TB_DIGEST_HEX / 2; i++) {
         hex[2 * i] = digits[md[i] >> 4];
         hex[2 * i + 1] = digits[md[i] & 0xF];
     }
     hex[TB_DIGEST_HEX] = '\0';
+}
+
+void tb_sha256_hex(const void *data, apr_size_t len, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    tb_hex(md, mdlen, hex);
     apr_crypto_memzero(md, sizeof(md));
+}
+
+struct tb_sha256_t {
+    EVP_MD_CTX *ctx;
+    apr_pool_t *pool;
+};
+
+static apr_status_t tb_sha256_cleanup(void *h)
+{
+    EVP_MD_CTX_free(((tb_sha256_t *)h)->ctx);
+    return APR_SUCCESS;
+}
+
+tb_sha256_t *tb_sha256_start(apr_pool_t *p)
+{
+    tb_sha256_t *h = apr_palloc(p, sizeof(*h));
+
+    h->pool = p;
+    h->ctx = EVP_MD_CTX_new();
+    if (!h->ctx || !EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(h->ctx);
+        return NULL;
+    }
+    apr_pool_cleanup_register(p, h, tb_sha256_cleanup, apr_pool_cleanup_null);
+    return h;
+}
+
+void tb_sha256_add(tb_sha256_t *h, const void *data, apr_size_t len)
+{
+    EVP_DigestUpdate(h->ctx, data, len);
+}
+
+void tb_sha256_end_hex(tb_sha256_t *h, char *hex)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    EVP_DigestFinal_ex(h->ctx, md, &mdlen);
+    tb_hex(md, mdlen, hex);
+    apr_crypto_memzero(md, sizeof(md));
+    /* one per event: not kept until the pool goes */
+    apr_pool_cleanup_run(h->pool, h, tb_sha256_cleanup);
 }
 
 int tb_secret_ok(const tb_key *k, const char *secret, apr_size_t len,

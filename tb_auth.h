@@ -86,6 +86,16 @@ void tb_cred_wipe(tb_cred *c);
 /** SHA-256 of @a data as lowercase hex into @a hex (65 bytes). */
 void tb_sha256_hex(const void *data, apr_size_t len, char *hex);
 
+/** The same digest fed piece by piece, so large input need not be copied
+ * into one buffer first.  Freed with @a p. */
+typedef struct tb_sha256_t tb_sha256_t;
+
+/** @return a fresh digest, or NULL when out of memory */
+tb_sha256_t *tb_sha256_start(apr_pool_t *p);
+void tb_sha256_add(tb_sha256_t *h, const void *data, apr_size_t len);
+/** Finish: lowercase hex into @a hex (65 bytes); @a h is spent. */
+void tb_sha256_end_hex(tb_sha256_t *h, char *hex);
+
 /**
  * Check a private key's secret: the current digest, or the previous one
  * until its grace period ends.  Constant time in the secret.

@@ -248,9 +248,12 @@ static const char *tb_check_prop(apr_pool_t *p, const char *name,
 /* Properties of either command: each checked and serialised, then joined
  * into one object text of the exact size (a growing buffer would leave
  * its smaller copies in the pool: up to twice a large command).  Each
- * property is also listed, its value pointing into that text. */
+ * property is also listed, its value pointing into that text.  With
+ * @a room (the command's own body text, parsed already), the text is
+ * written there when it fits, rather than copied into the pool. */
 static void tb_check_props(apr_pool_t *p, struct json_object *data,
-                           const tb_limits *lim, tb_command *c)
+                           const tb_limits *lim, char *room,
+                           apr_size_t room_len, tb_command *c)
 {
     struct json_object *props = tb_get(data, "properties");
     const char **texts;
@@ -290,7 +293,12 @@ static void tb_check_props(apr_pool_t *p, struct json_object *data,
     if ((c->errors ? c->errors->nelts : 0) != nerr) {
         return;
     }
-    tb_sb_init(&sb, p, total + 1);
+    if (room && total + 1 <= room_len) {
+        tb_sb_init_at(&sb, p, room, total + 1);
+    }
+    else {
+        tb_sb_init(&sb, p, total + 1);
+    }
     tb_sb_add(&sb, "{", 1);
     for (i = 0; i < n; i++) {
         tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
@@ -318,8 +326,10 @@ static int tb_prop_cmp(const void *a, const void *b)
 static void tb_dedup_key(apr_pool_t *p, tb_command *c)
 {
     tb_prop *sorted;
-    tb_sb_t sb;
+    tb_sha256_t *h;
     char hex[TB_DIGEST_HEX + 1];
+    char num[32];
+    const char *t;
     int i;
 
     /* without a timestamp every event of a batch has the same receipt
@@ -327,23 +337,28 @@ static void tb_dedup_key(apr_pool_t *p, tb_command *c)
     if (!c->time_given || !strcmp(c->event_type, "consent")) {
         return;
     }
+    h = tb_sha256_start(p);
+    if (!h) {
+        /* never record an event that could not be checked */
+        tb_error(p, c, "The event could not be checked for duplicates.");
+        c->kind = TB_CMD_INVALID;
+        return;
+    }
     /* one spare slot: never a zero-size allocation */
     sorted = apr_palloc(p, (c->props->nelts + 1) * sizeof(tb_prop));
     memcpy(sorted, c->props->elts, c->props->nelts * sizeof(tb_prop));
     qsort(sorted, c->props->nelts, sizeof(tb_prop), tb_prop_cmp);
-    tb_sb_init(&sb, p, 256);
-    tb_sb_add(&sb, c->event_type, strlen(c->event_type) + 1);
-    {
-        char num[32];
-        tb_sb_adds(&sb, tb_format_double(num, c->time));
-    }
-    tb_sb_add(&sb, "", 1);
+    /* hashed piece by piece: a joined copy of the values would cost as
+     * much as the properties again, in the pool for the whole request */
+    tb_sha256_add(h, c->event_type, strlen(c->event_type) + 1);
+    t = tb_format_double(num, c->time);
+    tb_sha256_add(h, t, strlen(t) + 1);
     for (i = 0; i < c->props->nelts; i++) {
-        tb_sb_add(&sb, sorted[i].name, strlen(sorted[i].name) + 1);
-        tb_sb_add(&sb, sorted[i].value, sorted[i].value_len);
-        tb_sb_add(&sb, "", 1);
+        tb_sha256_add(h, sorted[i].name, strlen(sorted[i].name) + 1);
+        tb_sha256_add(h, sorted[i].value, sorted[i].value_len);
+        tb_sha256_add(h, "", 1);
     }
-    tb_sha256_hex(sb.buf, sb.len, hex);
+    tb_sha256_end_hex(h, hex);
     c->dedup_key = apr_pstrdup(p, hex);
 }
 
@@ -389,7 +404,8 @@ static void tb_check_time(apr_pool_t *p, struct json_object *data,
 }
 
 static void tb_check_event(apr_pool_t *p, struct json_object *data,
-                           const tb_limits *lim, double now, tb_command *c)
+                           const tb_limits *lim, double now, char *room,
+                           apr_size_t room_len, tb_command *c)
 {
     struct json_object *type = tb_get(data, "event_type");
 
@@ -407,7 +423,7 @@ static void tb_check_event(apr_pool_t *p, struct json_object *data,
         c->event_type = apr_pstrmemdup(p, json_object_get_string(type),
                                        json_object_get_string_len(type));
     }
-    tb_check_props(p, data, lim, c);
+    tb_check_props(p, data, lim, room, room_len, c);
     tb_check_time(p, data, "timestamp", now, c);
     c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_EVENT;
     if (c->kind == TB_CMD_EVENT) {
@@ -416,10 +432,11 @@ static void tb_check_event(apr_pool_t *p, struct json_object *data,
 }
 
 static void tb_check_customer(apr_pool_t *p, struct json_object *data,
-                              const tb_limits *lim, double now, tb_command *c)
+                              const tb_limits *lim, double now, char *room,
+                              apr_size_t room_len, tb_command *c)
 {
     tb_check_ids(p, data, lim, c);
-    tb_check_props(p, data, lim, c);
+    tb_check_props(p, data, lim, room, room_len, c);
     tb_check_time(p, data, "update_timestamp", now, c);
     c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_CUSTOMER;
 }
@@ -472,7 +489,8 @@ static void tb_command_id_of_span(apr_pool_t *p, struct json_tokener *tok,
 
 /* One element of "commands". */
 static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
-                             const tb_limits *lim, double now, tb_command *c)
+                             const tb_limits *lim, double now, char *room,
+                             apr_size_t room_len, tb_command *c)
 {
     struct json_object *name = tb_get(cmd, "name");
     struct json_object *data = tb_get(cmd, "data");
@@ -502,10 +520,10 @@ static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
         return;
     }
     if (!strcmp(n, "customers")) {
-        tb_check_customer(p, data, lim, now, c);
+        tb_check_customer(p, data, lim, now, room, room_len, c);
     }
     else {
-        tb_check_event(p, data, lim, now, c);
+        tb_check_event(p, data, lim, now, room, room_len, c);
     }
 }
 
@@ -538,9 +556,12 @@ static struct json_object *tb_parse_one(struct json_tokener *tok,
     return o;
 }
 
-const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
-                           tb_body_kind kind, const tb_limits *lim, double now,
-                           tb_batch *batch, const char **log_reason)
+/* @a room is NULL or @a body itself, writable: a command's text, once
+ * parsed by json-c, is not read again */
+static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
+                            apr_size_t len, tb_body_kind kind,
+                            const tb_limits *lim, double now, tb_batch *batch,
+                            const char **log_reason)
 {
     tb_json_scan_t scan;
     struct json_tokener *tok;
@@ -607,10 +628,10 @@ const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
             return TB_ERR_INVALID_JSON;
         }
         if (kind == TB_BODY_CUSTOMER) {
-            tb_check_customer(p, data, lim, now, c);
+            tb_check_customer(p, data, lim, now, room, len, c);
         }
         else {
-            tb_check_event(p, data, lim, now, c);
+            tb_check_event(p, data, lim, now, room, len, c);
         }
         json_object_put(data);
         batch->n_valid = c->kind != TB_CMD_INVALID;
@@ -639,13 +660,29 @@ const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
             return TB_ERR_INVALID_JSON;
         }
         /* validate, keep the plain record, free the tree at once */
-        tb_check_command(p, cmd, lim, now, c);
+        tb_check_command(p, cmd, lim, now, room ? room + sp->start : NULL,
+                         sp->len, c);
         json_object_put(cmd);
         if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
             batch->n_valid++;
         }
     }
     return NULL;
+}
+
+const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
+                           tb_body_kind kind, const tb_limits *lim, double now,
+                           tb_batch *batch, const char **log_reason)
+{
+    return tb_parse(p, body, NULL, len, kind, lim, now, batch, log_reason);
+}
+
+const char *tb_batch_parse_in_place(apr_pool_t *p, char *body, apr_size_t len,
+                                    tb_body_kind kind, const tb_limits *lim,
+                                    double now, tb_batch *batch,
+                                    const char **log_reason)
+{
+    return tb_parse(p, body, body, len, kind, lim, now, batch, log_reason);
 }
 
 /* ------------------------------------------------------------------ */

@@ -84,7 +84,8 @@ typedef struct {
     double time;                  /* event timestamp / update time */
     int time_given;               /* from "timestamp"/"update_timestamp",
                                      not the receipt time or "age" */
-    const char *properties;       /* the properties object as JSON text */
+    const char *properties;       /* the properties object as JSON text,
+                                     in the pool or (in place) the body */
     apr_array_header_t *props;    /* tb_prop, one per property */
     const char *dedup_key;        /* events: identifies an identical event
                                      (Bloomreach's rule); NULL for consent
@@ -121,6 +122,18 @@ typedef struct {
 const char *tb_batch_parse(apr_pool_t *p, const char *body, apr_size_t len,
                            tb_body_kind kind, const tb_limits *lim, double now,
                            tb_batch *batch, const char **log_reason);
+
+/**
+ * tb_batch_parse, storing each command's properties text over that
+ * command's own bytes of @a body when it fits (the compact text of a part
+ * of a command is almost never longer than the command), instead of
+ * copying it into @a p: a large batch then costs its body once, not twice.
+ * @a body is overwritten and must outlive @a batch.
+ */
+const char *tb_batch_parse_in_place(apr_pool_t *p, char *body, apr_size_t len,
+                                    tb_body_kind kind, const tb_limits *lim,
+                                    double now, tb_batch *batch,
+                                    const char **log_reason);
 
 /** The batch answer (SPEC §3), or for a single route its one result. */
 const char *tb_answer_batch(apr_pool_t *p, const tb_batch *batch,

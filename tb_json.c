@@ -615,6 +615,14 @@ void tb_sb_init(tb_sb_t *sb, apr_pool_t *p, apr_size_t hint)
     sb->len = 0;
 }
 
+void tb_sb_init_at(tb_sb_t *sb, apr_pool_t *p, char *buf, apr_size_t cap)
+{
+    sb->pool = p;
+    sb->buf = buf;
+    sb->cap = cap;
+    sb->len = 0;
+}
+
 static void tb_sb_grow(tb_sb_t *sb, apr_size_t need)
 {
     apr_size_t cap = sb->cap;

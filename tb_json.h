@@ -93,6 +93,9 @@ typedef struct {
 } tb_sb_t;
 
 void tb_sb_init(tb_sb_t *sb, apr_pool_t *p, apr_size_t hint);
+/** A builder writing into @a buf (@a cap bytes) first; it moves into
+ * @a p only if it outgrows them. */
+void tb_sb_init_at(tb_sb_t *sb, apr_pool_t *p, char *buf, apr_size_t cap);
 void tb_sb_add(tb_sb_t *sb, const char *s, apr_size_t n);
 void tb_sb_adds(tb_sb_t *sb, const char *s);
 /** Length of @a s written by tb_sb_add_jstr, quotes included. */

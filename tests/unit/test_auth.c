@@ -385,6 +385,27 @@ START_TEST(sha256_vectors)
 }
 END_TEST
 
+/* fed in pieces (the event dedup key), the digest of the whole */
+START_TEST(sha256_pieces)
+{
+    char hex[TB_DIGEST_HEX + 1], whole[TB_DIGEST_HEX + 1];
+    tb_sha256_t *h = tb_sha256_start(pool);
+
+    ck_assert_ptr_nonnull(h);
+    tb_sha256_add(h, "a", 1);
+    tb_sha256_add(h, "", 0);
+    tb_sha256_add(h, "bc", 2);
+    tb_sha256_end_hex(h, hex);
+    ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223"
+                          "b00361a396177a9cb410ff61f20015ad");
+    h = tb_sha256_start(pool);
+    tb_sha256_add(h, "a\0b\0", 4);
+    tb_sha256_end_hex(h, hex);
+    tb_sha256_hex("a\0b\0", 4, whole);
+    ck_assert_str_eq(hex, whole);
+}
+END_TEST
+
 static tb_key *key_with(const char *secret, const char *old, double until)
 {
     tb_key *k = apr_pcalloc(pool, sizeof(*k));
@@ -867,6 +888,7 @@ static Suite *auth_suite(void)
     tc = tcase_create("secrets");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, sha256_vectors);
+    tcase_add_test(tc, sha256_pieces);
     tcase_add_test(tc, secret_current);
     tcase_add_test(tc, secret_rotation_grace);
     tcase_add_test(tc, secret_no_digest);

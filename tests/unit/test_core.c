@@ -518,14 +518,66 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* tb_batch_parse                                                      */
 
+static int same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* The handler parses in place: every test of a body checks that it gives
+ * what the copying parse gives, and goes on with the in-place result. */
+static void same_batch(const tb_batch *a, const tb_batch *b, const char *body)
+{
+    int i, j;
+
+    ck_assert_int_eq(a->n_valid, b->n_valid);
+    ck_assert_int_eq(a->commands->nelts, b->commands->nelts);
+    for (i = 0; i < a->commands->nelts; i++) {
+        const tb_command *x = &APR_ARRAY_IDX(a->commands, i, tb_command);
+        const tb_command *y = &APR_ARRAY_IDX(b->commands, i, tb_command);
+
+        ck_assert_int_eq(x->kind, y->kind);
+        ck_assert_msg(same_str(x->properties, y->properties),
+                      "properties differ in place: %s / %s in %s",
+                      x->properties, y->properties, body);
+        ck_assert(same_str(x->dedup_key, y->dedup_key));
+        ck_assert(same_str(x->command_id, y->command_id));
+        ck_assert(same_str(x->event_type, y->event_type));
+        ck_assert_int_eq(x->errors ? x->errors->nelts : 0,
+                         y->errors ? y->errors->nelts : 0);
+        for (j = 0; x->errors && j < x->errors->nelts; j++) {
+            ck_assert_str_eq(APR_ARRAY_IDX(x->errors, j, const char *),
+                             APR_ARRAY_IDX(y->errors, j, const char *));
+        }
+        if (x->kind == TB_CMD_CUSTOMER || x->kind == TB_CMD_EVENT) {
+            ck_assert_int_eq(x->props->nelts, y->props->nelts);
+            for (j = 0; j < x->props->nelts; j++) {
+                const tb_prop *px = &APR_ARRAY_IDX(x->props, j, tb_prop);
+                const tb_prop *py = &APR_ARRAY_IDX(y->props, j, tb_prop);
+                ck_assert_str_eq(px->name, py->name);
+                ck_assert_uint_eq(px->value_len, py->value_len);
+                ck_assert(!memcmp(px->value, py->value, px->value_len));
+            }
+        }
+    }
+}
+
 static const char *parse_kind(tb_body_kind kind, const char *body,
                               apr_size_t len, tb_batch *b)
 {
     const char *why = NULL;
-    const char *err = tb_batch_parse(pool, body, len, kind, &lim, NOW, b,
-                                     &why);
+    tb_batch copied;
+    const char *err = tb_batch_parse(pool, body, len, kind, &lim, NOW,
+                                     &copied, &why);
+    const char *err2;
+
     if (err && !strcmp(err, TB_ERR_INVALID_JSON)) {
         ck_assert_msg(why != NULL, "Invalid JSON without a log reason");
+    }
+    err2 = tb_batch_parse_in_place(pool, apr_pmemdup(pool, body, len), len,
+                                   kind, &lim, NOW, b, &why);
+    ck_assert(same_str(err, err2));
+    if (!err) {
+        same_batch(b, &copied, body);
     }
     return err;
 }
