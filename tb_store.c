@@ -913,6 +913,37 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
 
 /* PostgreSQL: the valid commands as one JSON array, recorded by one call
  * of tb_record_batch(); its answer lists each command's fate in order. */
+/* An upper bound of the length of tb_pg_write's batch text. */
+static apr_size_t tb_pg_batch_len(const tb_batch *batch)
+{
+    apr_size_t n = 2;
+    int i, j;
+
+    for (i = 0; i < batch->commands->nelts; i++) {
+        const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
+        if (c->kind != TB_CMD_CUSTOMER && c->kind != TB_CMD_EVENT) {
+            continue;
+        }
+        /* keys, punctuation, a number of at most 32 characters, the key */
+        n += 160 + strlen(c->properties);
+        for (j = 0; j < c->ids->nelts; j++) {
+            const tb_id *id = &APR_ARRAY_IDX(c->ids, j, tb_id);
+            n += 12 + tb_jstr_len(id->name, strlen(id->name))
+                 + tb_jstr_len(id->value, strlen(id->value));
+        }
+        if (c->event_type) {
+            n += tb_jstr_len(c->event_type, strlen(c->event_type));
+        }
+        if (c->command_id) {
+            n += tb_jstr_len(c->command_id, strlen(c->command_id));
+        }
+        if (c->dedup_key) {
+            n += strlen(c->dedup_key);
+        }
+    }
+    return n;
+}
+
 static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
                                const char *key_id, tb_batch *batch,
                                double received, double dedup_window)
@@ -923,7 +954,9 @@ static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
     char *out, *last;
     int i, j, rv, first = 1;
 
-    tb_sb_init(&sb, p, 1024);
+    /* sized first: a pool buffer grown by doubling would leave every
+     * smaller copy behind, ~2 x the batch for the largest one */
+    tb_sb_init(&sb, p, tb_pg_batch_len(batch));
     tb_sb_add(&sb, "[", 1);
     for (i = 0; i < batch->commands->nelts; i++) {
         const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
