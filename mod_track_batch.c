@@ -30,6 +30,7 @@
 #include "apr_dbd.h"
 #include "apr_lib.h"
 #include "apr_optional.h"
+#include "apr_global_mutex.h"
 #include "apr_shm.h"
 #include "apr_strings.h"
 
@@ -41,6 +42,7 @@
 #include "http_request.h"
 #include "mod_dbd.h"
 #include "util_filter.h"
+#include "util_mutex.h"
 
 #include "tb_auth.h"
 #include "tb_batch.h"
@@ -72,6 +74,8 @@ module AP_MODULE_DECLARE_DATA track_batch_module;
 #define TB_REALM "Bloomreach Tracking API"
 #define TB_REDACT_FILTER "TRACK_BATCH_REDACT"
 #define TB_REDACTED "redacted"
+/* The SQLite writers' mutex, as named in the Mutex directive. */
+#define TB_WRITE_MUTEX "track-batch-write"
 
 /* Project tokens: 1-64 of [A-Za-z0-9_-] (SPEC §1). */
 #define TB_MAX_TOKEN 64
@@ -101,6 +105,7 @@ typedef struct {
     tb_keycache *keys;                        /* per child, from child_init */
     int rate_used;                            /* a TrackBatchRateLimit exists */
     tb_rate_table *rates;                     /* shared by all children */
+    apr_global_mutex_t *writers;              /* SQLite writers, all children */
 } tb_server_conf;
 
 /* Credentials taken off a request before httpd logs it (trace4 dumps the
@@ -682,6 +687,7 @@ static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
                                 const tb_server_conf *sconf, tb_store **store)
 {
     ap_dbd_t *dbd;
+    const char *why;
 
     if (*store) {
         return NULL;
@@ -691,8 +697,12 @@ static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
         return "no database connection from mod_dbd (see its DBDriver / "
                "DBDParams)";
     }
-    return tb_store_attach(dbd->pool, dbd->driver, dbd->handle,
-                           tb_busy_timeout(conf), store);
+    why = tb_store_attach(dbd->pool, dbd->driver, dbd->handle,
+                          tb_busy_timeout(conf), store);
+    if (!why) {
+        tb_store_set_writers(*store, sconf->writers);
+    }
+    return why;
 }
 
 /*--------------------------------------------------------------------------*/
@@ -1218,10 +1228,21 @@ static int tb_handler(request_rec *r)
 /*--------------------------------------------------------------------------*/
 /* Hooks                                                                    */
 
+static int tb_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    /* a timed lock, so a writer waits no longer than TrackBatchBusyTimeout */
+    return ap_mutex_register(pconf, TB_WRITE_MUTEX, NULL,
+                             APR_LOCK_DEFAULT_TIMED, 0) == APR_SUCCESS
+           ? OK : HTTP_INTERNAL_SERVER_ERROR;
+}
+
 static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *s)
 {
     ap_dbd_t *(*acquire)(request_rec *) = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    apr_global_mutex_t *writers;
+    apr_status_t rv;
     server_rec *sv;
     int rate_used = 0;
 
@@ -1231,10 +1252,21 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "'LoadModule dbd_module .../mod_dbd.so'");
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    /* SQLite lets one writer in at a time; the writers of every child
+     * queue on this mutex rather than poll the database's lock */
+    rv = ap_global_mutex_create(&writers, NULL, TB_WRITE_MUTEX, NULL, s,
+                                pconf, 0);
+    if (rv != APR_SUCCESS) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, rv, s, TBLOGNO(00020)
+                     "cannot create the SQLite writers' mutex (Mutex "
+                     TB_WRITE_MUTEX ")");
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     for (sv = s; sv; sv = sv->next) {
         tb_server_conf *sc = ap_get_module_config(sv->module_config,
                                                   &track_batch_module);
         sc->dbd_acquire = acquire;
+        sc->writers = writers;
         rate_used |= sc->rate_used;
     }
 
@@ -1244,8 +1276,8 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         apr_shm_t *shm;
         apr_uint64_t seed;
         tb_rate_table *rates;
-        apr_status_t rv = apr_shm_create(&shm, tb_rate_size(TB_RATE_SLOTS),
-                                         NULL, pconf);
+
+        rv = apr_shm_create(&shm, tb_rate_size(TB_RATE_SLOTS), NULL, pconf);
         if (rv == APR_SUCCESS) {
             rv = apr_generate_random_bytes((unsigned char *)&seed,
                                            sizeof(seed));
@@ -1268,7 +1300,21 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 /* One key cache per server and child process, shared by its threads. */
 static void tb_child_init(apr_pool_t *pchild, server_rec *s)
 {
+    tb_server_conf *main = ap_get_module_config(s->module_config,
+                                                &track_batch_module);
+    apr_global_mutex_t *writers = main->writers;
     server_rec *sv;
+
+    if (writers) {
+        apr_status_t rv = apr_global_mutex_child_init(
+            &writers, apr_global_mutex_lockfile(writers), pchild);
+        if (rv != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, TBLOGNO(00021)
+                         "cannot attach to the SQLite writers' mutex: this "
+                         "process orders its writes by SQLite's lock alone");
+            writers = NULL;
+        }
+    }
 
     for (sv = s; sv; sv = sv->next) {
         tb_server_conf *sc = ap_get_module_config(sv->module_config,
@@ -1277,6 +1323,7 @@ static void tb_child_init(apr_pool_t *pchild, server_rec *s)
                                                       : TB_DEF_KEY_CACHE_TTL;
         apr_status_t rv = APR_SUCCESS;
 
+        sc->writers = writers;
         sc->keys = NULL;
         if (ttl > 0) {
             rv = tb_keycache_create(pchild, apr_time_from_sec(ttl),
@@ -1292,6 +1339,7 @@ static void tb_child_init(apr_pool_t *pchild, server_rec *s)
 
 static void tb_register_hooks(apr_pool_t *p)
 {
+    ap_hook_pre_config(tb_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(tb_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(tb_child_init, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_pre_read_request(tb_pre_read_request, NULL, NULL, APR_HOOK_MIDDLE);

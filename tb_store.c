@@ -181,6 +181,7 @@ struct tb_store {
     apr_dbd_prepared_t *stmt[TB_NSTMT];
     apr_time_t deadline;        /* SQLite: give up waiting for the lock */
     unsigned moves;             /* SQLite: merges and moved ids, counted */
+    apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
 };
 
 /* apr_dbd's sqlite3 driver sets no busy timeout; this handler waits up to
@@ -1032,7 +1033,7 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            apr_interval_time_t wait)
 {
     const char *what;
-    int err = 0;
+    int err = 0, locked = 0;
 
     if (batch->n_valid == 0) {
         return NULL;
@@ -1042,6 +1043,19 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            dedup_window);
     }
     tb_set_deadline(s, wait);
+    /* Waiting writers block on the mutex and take it as soon as it is
+     * free, in turn; polling SQLite's lock in naps lets a newcomer overtake
+     * a waiter, which is where the slowest answers came from.  A
+     * mechanism without a timed lock (Mutex directive) leaves SQLite's
+     * lock alone to order writers. */
+    if (s->writers) {
+        apr_status_t rv = apr_global_mutex_timedlock(s->writers, wait);
+        if (rv == APR_TIMEUP) {
+            return "the database is busy: other writers held it until the "
+                   "deadline";
+        }
+        locked = rv == APR_SUCCESS;
+    }
     what = tb_write_once(s, p, project, key_id, batch, received,
                          dedup_window, &err);
     if (what && err == SQLITE_SCHEMA) {
@@ -1053,7 +1067,15 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                          dedup_window, &err);
         }
     }
+    if (locked) {
+        apr_global_mutex_unlock(s->writers);
+    }
     return what;
+}
+
+void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers)
+{
+    s->writers = writers;
 }
 
 /*--------------------------------------------------------------------------*/

@@ -25,6 +25,7 @@
 #define TB_STORE_H
 
 #include <apr_dbd.h>
+#include <apr_global_mutex.h>
 #include <apr_time.h>
 
 #include "tb_batch.h"
@@ -64,6 +65,13 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            const char *key_id, tb_batch *batch,
                            double received, double dedup_window,
                            apr_interval_time_t wait);
+
+/**
+ * SQLite: have tb_store_write take @a writers (a cross-process mutex
+ * with a timed lock) around its transaction, so writers of all processes
+ * queue on it instead of polling SQLite's lock.  NULL: SQLite's lock only.
+ */
+void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers);
 
 struct tb_key;
 
