@@ -182,7 +182,11 @@ struct tb_store {
     apr_time_t deadline;        /* SQLite: give up waiting for the lock */
     unsigned moves;             /* SQLite: merges and moved ids, counted */
     apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
+    int wal_pages;              /* SQLite: frames in the WAL, last commit */
 };
+
+/* SQLite's WAL is checkpointed every this many pages, as by default. */
+#define TB_WAL_CHECKPOINT_PAGES 1000
 
 /* apr_dbd's sqlite3 driver sets no busy timeout; this handler waits up to
  * the request's deadline, in short sleeps so a lock freed early is taken
@@ -253,6 +257,20 @@ static void tb_set_deadline(tb_store *s, apr_interval_time_t wait)
     s->deadline = apr_time_now() + wait;
 }
 
+/* SQLite checkpoints the WAL inside the COMMIT that fills it, which would
+ * be under the writers' mutex, stalling every other writer for the
+ * checkpoint's fsyncs.  This hook (it replaces the automatic checkpoint)
+ * only notes the size; tb_store_write checkpoints after letting go. */
+static int tb_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    tb_store *s = arg;
+
+    (void)db;
+    (void)name;
+    s->wal_pages = pages;
+    return SQLITE_OK;
+}
+
 /* Switch the file to WAL (it stays so).  Changing the journal mode takes
  * an exclusive lock for which SQLite calls no busy handler: retry here,
  * within the deadline, while another process writes. */
@@ -281,37 +299,60 @@ static const char *tb_wal(tb_store *s, apr_pool_t *tmp)
 /* PostgreSQL: the whole schema file in one PQexec, which is one
  * transaction; the advisory lock keeps two children setting up at once
  * from racing on CREATE (catalog unique violations). */
-static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
+/* Whether the one-column query @a sql returns the value @a digest. */
+static int tb_pg_digest_is(tb_store *s, apr_pool_t *tmp, const char *sql,
+                           const char *digest)
 {
-    char digest[TB_DIGEST_HEX + 1];
     apr_dbd_results_t *res = NULL;
     apr_dbd_row_t *row = NULL;
-    apr_dbd_prepared_t *st = NULL;
-    int nrows, rv, current = 0;
+    int current = 0;
 
-    tb_sha256_hex(tb_schema_pgsql, strlen(tb_schema_pgsql), digest);
-    if (apr_dbd_select(s->driver, tmp, s->handle, &res,
-                       "SELECT digest FROM tb_schema_version", 1) == 0) {
+    if (apr_dbd_select(s->driver, tmp, s->handle, &res, sql, 1) == 0) {
         while (apr_dbd_get_row(s->driver, tmp, res, &row, -1) == 0) {
             const char *d = apr_dbd_get_entry(s->driver, row, 0);
             current |= d && !strcmp(d, digest);
         }
     }
-    if (current) {
+    return current;
+}
+
+static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
+{
+    char digest[TB_DIGEST_HEX + 1];
+    int nrows, rv;
+
+    tb_sha256_hex(tb_schema_pgsql, strlen(tb_schema_pgsql), digest);
+    if (tb_pg_digest_is(s, tmp, "SELECT digest FROM tb_schema_version",
+                        digest)) {
         return NULL;
     }
+    /* Under the lock, in one transaction: the first connection to get it
+     * runs the file and writes its digest; the others, when they get it,
+     * find the digest current and run nothing (each running the DDL in
+     * turn stalled the load).  Batches hold the same lock shared
+     * (tb_record_batch), so the DDL never interleaves with one. */
     rv = apr_dbd_query(s->driver, s->handle, &nrows,
-                       apr_pstrcat(tmp, "SELECT pg_advisory_xact_lock"
-                                   "(7462626174);\n", tb_schema_pgsql,
-                                   "\nDELETE FROM tb_schema_version;", NULL));
-    if (!rv) {
-        rv = apr_dbd_prepare(s->driver, tmp, s->handle,
-                             "INSERT INTO tb_schema_version (digest)"
-                             " VALUES (%s)", NULL, &st);
+                       "BEGIN; SELECT pg_advisory_xact_lock(7462626174)");
+    /* (a new database has no tb_schema_version yet: reading it would
+     * abort the transaction) */
+    if (!rv && !(tb_pg_digest_is(s, tmp, "SELECT CASE WHEN to_regclass("
+                                 "'tb_schema_version') IS NULL THEN 'no'"
+                                 " ELSE 'yes' END", "yes")
+                 && tb_pg_digest_is(s, tmp, "SELECT digest FROM"
+                                    " tb_schema_version", digest))) {
+        rv = apr_dbd_query(s->driver, s->handle, &nrows,
+                           apr_pstrcat(tmp, tb_schema_pgsql,
+                                       "\nDELETE FROM tb_schema_version;"
+                                       "\nINSERT INTO tb_schema_version"
+                                       " (digest) VALUES ('", digest, "');",
+                                       NULL));
     }
-    if (!rv) {
-        rv = apr_dbd_pvquery(s->driver, tmp, s->handle, &nrows, st, digest);
+    if (rv) {
+        const char *err = tb_dbd_error(s, tmp, "creating the schema", rv);
+        apr_dbd_query(s->driver, s->handle, &nrows, "ROLLBACK");
+        return err;
     }
+    rv = apr_dbd_query(s->driver, s->handle, &nrows, "COMMIT");
     return rv ? tb_dbd_error(s, tmp, "creating the schema", rv) : NULL;
 }
 
@@ -372,6 +413,8 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
         tb_set_deadline(s, wait);
         sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
                              tb_sqlite_busy, s);
+        sqlite3_wal_hook(apr_dbd_native_handle(driver, handle), tb_wal_hook,
+                         s);
         /* WAL: readers never block the writer; FULL: a commit is on disk
          * before the client hears success, in WAL mode too. */
         err = tb_wal(s, tmp);
@@ -1069,6 +1112,12 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
     }
     if (locked) {
         apr_global_mutex_unlock(s->writers);
+    }
+    if (s->wal_pages >= TB_WAL_CHECKPOINT_PAGES) {
+        /* PASSIVE: copies what it can without waiting for anyone */
+        s->wal_pages = 0;
+        sqlite3_wal_checkpoint_v2(apr_dbd_native_handle(s->driver, s->handle),
+                                  NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
     return what;
 }

@@ -412,6 +412,9 @@ BEGIN
     -- the shared one; if a merge came in between, asking for the lock
     -- alone while holding it shared may deadlock with another such batch:
     -- PostgreSQL then fails one, which the module answers 503 (retry).
+    -- the schema is set up holding this lock alone (tb_store.c): its DDL
+    -- never interleaves with a batch, whose table locks it could deadlock
+    PERFORM pg_advisory_xact_lock_shared(7462626174);
     simple := tb_simple_batch(p_project, jb);
     IF simple THEN
         PERFORM pg_advisory_xact_lock_shared(hashtextextended('track_batch/'
