@@ -10,7 +10,7 @@ use JSON::PP ();
 use Apache::Test ();
 use Apache::TestRequest ();
 
-our @EXPORT_OK = qw(engine post_json post_raw decode db db_counts db_clear
+our @EXPORT_OK = qw(engine post_json post_raw decode db db_connect db_counts db_clear
                     raw_http batch_url json);
 
 my $JSON = JSON::PP->new->canonical(1)->allow_nonref(1);
@@ -47,6 +47,27 @@ sub db_path {
 sub engine { return ($ENV{TB_DBD_DRIVER} || 'sqlite3') eq 'pgsql' ? 'pgsql' : 'sqlite' }
 
 sub db {
+    my $dbh = db_connect();
+    # the shipped schema file must be valid SQL, and idempotent
+    my $file = engine() eq 'pgsql' ? 'pgsql.sql' : 'sqlite.sql';
+    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . "/schema/$file"
+        or die "schema/$file: $!";
+    my $sql = do { local $/; <$fh> };
+    if (engine() eq 'pgsql') {
+        local $dbh->{PrintWarn} = 0;
+        $dbh->do('SELECT pg_advisory_lock(7462626174)');
+        $dbh->do($sql);
+        $dbh->do('SELECT pg_advisory_unlock(7462626174)');
+    }
+    else {
+        $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
+    }
+    return $dbh;
+}
+
+# A handle on the database under test, without running the schema file
+# (db() runs it: DDL that a test must not mix into a load of its own).
+sub db_connect {
     my $dbh;
     if (engine() eq 'pgsql') {
         my %p = map { split /=/, $_, 2 } split ' ', $ENV{TB_DBD_PARAMS};
@@ -61,20 +82,6 @@ sub db {
                             { RaiseError => 1, AutoCommit => 1,
                               sqlite_unicode => 0 });
         $dbh->sqlite_busy_timeout(10000);
-    }
-    # the shipped schema file must be valid SQL, and idempotent
-    my $file = engine() eq 'pgsql' ? 'pgsql.sql' : 'sqlite.sql';
-    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . "/schema/$file"
-        or die "schema/$file: $!";
-    my $sql = do { local $/; <$fh> };
-    if (engine() eq 'pgsql') {
-        local $dbh->{PrintWarn} = 0;
-        $dbh->do('SELECT pg_advisory_lock(7462626174)');
-        $dbh->do($sql);
-        $dbh->do('SELECT pg_advisory_unlock(7462626174)');
-    }
-    else {
-        $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
     }
     return $dbh;
 }
