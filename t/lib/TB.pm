@@ -10,7 +10,7 @@ use JSON::PP ();
 use Apache::Test ();
 use Apache::TestRequest ();
 
-our @EXPORT_OK = qw(engine post_json post_raw decode db db_counts db_clear
+our @EXPORT_OK = qw(engine post_json post_raw decode db db_connect db_counts db_clear
                     raw_http batch_url json);
 
 my $JSON = JSON::PP->new->canonical(1)->allow_nonref(1);
@@ -47,6 +47,27 @@ sub db_path {
 sub engine { return ($ENV{TB_DBD_DRIVER} || 'sqlite3') eq 'pgsql' ? 'pgsql' : 'sqlite' }
 
 sub db {
+    my $dbh = db_connect();
+    # the shipped schema file must be valid SQL, and idempotent
+    my $file = engine() eq 'pgsql' ? 'pgsql.sql' : 'sqlite.sql';
+    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . "/schema/$file"
+        or die "schema/$file: $!";
+    my $sql = do { local $/; <$fh> };
+    if (engine() eq 'pgsql') {
+        local $dbh->{PrintWarn} = 0;
+        $dbh->do('SELECT pg_advisory_lock(7462626174)');
+        $dbh->do($sql);
+        $dbh->do('SELECT pg_advisory_unlock(7462626174)');
+    }
+    else {
+        $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
+    }
+    return $dbh;
+}
+
+# A handle on the database under test, without running the schema file
+# (db() runs it: DDL that a test must not mix into a load of its own).
+sub db_connect {
     my $dbh;
     if (engine() eq 'pgsql') {
         my %p = map { split /=/, $_, 2 } split ' ', $ENV{TB_DBD_PARAMS};
@@ -61,20 +82,6 @@ sub db {
                             { RaiseError => 1, AutoCommit => 1,
                               sqlite_unicode => 0 });
         $dbh->sqlite_busy_timeout(10000);
-    }
-    # the shipped schema file must be valid SQL, and idempotent
-    my $file = engine() eq 'pgsql' ? 'pgsql.sql' : 'sqlite.sql';
-    open my $fh, '<', Apache::Test::config()->{vars}->{top_dir} . "/schema/$file"
-        or die "schema/$file: $!";
-    my $sql = do { local $/; <$fh> };
-    if (engine() eq 'pgsql') {
-        local $dbh->{PrintWarn} = 0;
-        $dbh->do('SELECT pg_advisory_lock(7462626174)');
-        $dbh->do($sql);
-        $dbh->do('SELECT pg_advisory_unlock(7462626174)');
-    }
-    else {
-        $dbh->do($_) for grep { /\S/ } map { s/--[^\n]*//gr } split /;\n/, $sql;
     }
     return $dbh;
 }
@@ -796,7 +803,21 @@ sub _load_record {
 # server is back; the load goes on $a{after} s more.  Returns
 # { records => [ {client, seq, t0, t1, status, ra, ct, cids, ok_cids,
 #   all_ok, text_ok, body}... ], t_fault, t_back, fault => what it returned }.
-sub pg_load {
+# (pg_load is the name the PostgreSQL fault tests use; nothing in it is
+# specific to PostgreSQL.)  Two more options, off by default:
+#   keepalive => K   the first K clients keep their connection open across
+#                    requests, as SDKs do (a new one when the server closes
+#                    it); the others use one connection per request
+#   retry => N       a request answered nothing at all (status "none": the
+#                    connection failed before a status line) is sent again,
+#                    the same batch with the same command_ids, on a new
+#                    connection, up to N times
+# and more fields in each record: attempt (1 for the first sending of a
+# batch), reused (1 if sent on a kept-open connection that had already
+# carried a request), partial (bytes of an answer cut off), error.
+sub pg_load { return load_run(@_) }
+
+sub load_run {
     my (%a) = @_;
     require Time::HiRes;
     require POSIX;
@@ -812,18 +833,29 @@ sub pg_load {
         if (!$pid) {
             my $ok = eval {
                 open my $out, '>', $file or die "$file: $!";
+                $out->autoflush(1);
                 my $seq = 0;
+                my $ka = $c <= ($a{keepalive} || 0) ? {} : undef;
                 while (!-e $stop && Time::HiRes::time() < $hard_end) {
                     $seq++;
                     my ($body, $cids) = load_batch($a{tag}, $c, $seq, $a{events});
-                    my $t0 = Time::HiRes::time();
-                    my $r = post_at($hp, $a{path}, $body);
-                    my $rec = _load_record($r, $cids);
-                    @$rec{qw(client seq t0 t1)} = ($c, $seq, $t0, Time::HiRes::time());
-                    print $out json()->encode($rec), "\n";
+                    my ($r, $attempt) = (undef, 0);
+                    do {
+                        $attempt++;
+                        my $t0 = Time::HiRes::time();
+                        $r = $ka ? ka_post($ka, $hp, $a{path}, $body)
+                                 : post_at($hp, $a{path}, $body);
+                        my $rec = _load_record($r, $cids);
+                        @$rec{qw(client seq t0 t1 attempt reused partial error)} =
+                            ($c, $seq, $t0, Time::HiRes::time(), $attempt,
+                             $r->{reused} ? 1 : 0, $r->{partial} || 0, $r->{error});
+                        $rec->{keepalive} = 1 if $ka;
+                        print $out json()->encode($rec), "\n";
+                    } while ($r->{status} eq 'none' && $attempt <= ($a{retry} || 0));
                     Time::HiRes::sleep($a{pause_503} // 0.05)
                         if $r->{status} ne '200';
                 }
+                close $ka->{sock} if $ka && $ka->{sock};
                 close $out or die "$file: $!";
                 1;
             };
@@ -851,6 +883,80 @@ sub pg_load {
     return { records => [ sort { $a->{t0} <=> $b->{t0} } @records ],
              t_fault => $t_fault, t_back => $t_back, fault => $what,
              clients_ok => $clients_ok };
+}
+
+# POST on a connection kept open across requests (HTTP/1.1 keep-alive),
+# the way SDKs send.  $st holds the connection between calls ({} at
+# first).  Returns what post_at returns, plus reused => 1 when the
+# connection had carried a request before; a connection that fails before
+# a whole answer arrives gives status "none" with error (and partial =>
+# the bytes of an answer cut off), and is dropped.  A "Connection: close"
+# answer drops it too.
+sub ka_post {
+    my ($st, $hp, $path, $body) = @_;
+    require IO::Socket::INET;
+    require Time::HiRes;
+    local $SIG{PIPE} = 'IGNORE';
+    my $t0 = Time::HiRes::time();
+    my $fail = sub {
+        my ($why, $partial) = @_;
+        my $reused = $st->{n} ? 1 : 0;
+        close $st->{sock} if $st->{sock};
+        %$st = ();
+        return { status => 'none', headers => {}, body => '', error => $why,
+                 reused => $reused, partial => $partial || 0,
+                 elapsed => Time::HiRes::time() - $t0 };
+    };
+    if (!$st->{sock}) {
+        $st->{sock} = IO::Socket::INET->new(PeerAddr => $hp, Timeout => 10)
+            or return $fail->("connect: $!");
+        $st->{n} = 0;
+    }
+    my $sock = $st->{sock};
+    my $req = http_request('POST', $path, $body, Host => $hp,
+                           'Content-Type' => 'application/json');
+    my $off = 0;
+    while ($off < length $req) {
+        my $n = syswrite($sock, $req, length($req) - $off, $off);
+        return $fail->("write: $!") unless defined $n;
+        $off += $n;
+    }
+    my $buf = '';
+    my $deadline = $t0 + 30;
+    for (;;) {
+        if ($buf =~ /\A(HTTP\/1\.[01] \d{3}[^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n)/) {
+            my $hlen = length $1;
+            my $head = $1;
+            my $done;
+            if ($head =~ /^Content-Length:\s*(\d+)\r$/mi) {
+                $done = length($buf) >= $hlen + $1;
+            }
+            elsif ($head =~ /^Transfer-Encoding:\s*chunked\r$/mi) {
+                $done = $buf =~ /\r\n0\r\n(?:[^\r\n]+\r\n)*\r\n\z/;
+            }
+            if ($done) {
+                my ($r) = parse_responses($buf);
+                $r->{count} = 1;
+                $r->{reused} = $st->{n} ? 1 : 0;
+                $r->{elapsed} = Time::HiRes::time() - $t0;
+                $st->{n}++;
+                if (($r->{headers}{connection} || '') =~ /close/i
+                    || $head =~ /\AHTTP\/1\.0/) {
+                    close $sock;
+                    %$st = ();
+                }
+                return $r;
+            }
+        }
+        my $left = $deadline - Time::HiRes::time();
+        return $fail->('timeout', length $buf) if $left <= 0;
+        my $rin = '';
+        vec($rin, fileno($sock), 1) = 1;
+        next unless select(my $rout = $rin, undef, undef, $left);
+        my $n = sysread($sock, my $chunk, 65536);
+        return $fail->(defined $n ? 'closed' : "read: $!", length $buf) unless $n;
+        $buf .= $chunk;
+    }
 }
 
 # command_id => number of rows, in tb_events and in tb_command_log, for the
@@ -934,7 +1040,7 @@ sub pg_load_checks {
 }
 
 push @TB::EXPORT_OK, qw(pg_ctl pg_client_conns pg_restart pg_kill9_start
-                        load_batch pg_load load_rows pg_load_checks
-                        UNAVAILABLE_BODY PG_LOAD_CHECKS);
+                        load_batch pg_load load_run ka_post load_rows
+                        pg_load_checks UNAVAILABLE_BODY PG_LOAD_CHECKS);
 
 1;
