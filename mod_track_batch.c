@@ -430,7 +430,8 @@ static const command_rec tb_cmds[] = {
                   "(default: registered hard, cookie soft)"),
     AP_INIT_TAKE1("TrackBatchBusyTimeout", tb_set_busy_timeout, NULL,
                   ACCESS_CONF, "Milliseconds to wait for the SQLite write "
-                  "lock before answering 503 (default 5000)"),
+                  "lock, or for PostgreSQL's answers to a request, before "
+                  "answering 503 (default 5000)"),
     AP_INIT_TAKE1("TrackBatchRetryAfter", tb_set_retry_after, NULL,
                   ACCESS_CONF, "Seconds sent in Retry-After with 503 "
                   "(default 5)"),
@@ -1201,8 +1202,8 @@ static int tb_handler(request_rec *r)
         }
         if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00007)
-                          "recording %d command(s) for project '%s' failed, "
-                          "nothing kept: %s", batch.n_valid, project, why);
+                          "recording %d command(s) for project '%s' failed: "
+                          "%s", batch.n_valid, project, why);
             return tb_unavailable(r, conf);
         }
     }
