@@ -188,6 +188,8 @@ struct tb_store {
     unsigned moves;             /* SQLite: merges and moved ids, counted */
     apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
     int wal_pages;              /* SQLite: frames in the WAL, last commit */
+    int unanswered;             /* PostgreSQL: the last statement got no
+                                 * answer (timed out, link lost) */
 };
 
 /* SQLite's WAL is checkpointed every this many pages, as by default. */
@@ -380,6 +382,15 @@ static void tb_pg_abandon(PGconn *conn)
     }
 }
 
+/* Whether a failure of tb_pg_exec (status @a rv) left a connection that
+ * cannot go on: no answer in time, or the link lost. */
+static int tb_pg_gone(tb_store *s, int rv)
+{
+    return rv == APR_TIMEUP
+           || PQstatus(apr_dbd_native_handle(s->driver, s->handle))
+              != CONNECTION_OK;
+}
+
 /* Run @a sql with @a nargs text parameters ($1...), or without any a
  * script of several statements, until s->deadline.  The first @a ncols
  * columns of every row go to *out as strings in @a p (NULL as "").
@@ -397,7 +408,8 @@ static const char *tb_pg_exec(tb_store *s, apr_pool_t *p, const char *what,
 
     *out = apr_array_make(p, 4, sizeof(const char *));
     if (start >= s->deadline) {
-        *rv = APR_TIMEUP;               /* nothing sent: the link is fine */
+        s->unanswered = 1;              /* nothing sent: the link is fine */
+        *rv = APR_TIMEUP;
         return what;
     }
     /* non-blocking, so a large batch waits in poll() for a full socket
@@ -452,17 +464,10 @@ static const char *tb_pg_exec(tb_store *s, apr_pool_t *p, const char *what,
     }
     PQsetnonblocking(conn, 0);
     s->waited += apr_time_now() - start;
+    /* a server's error leaves the link fine: that is an answer */
+    s->unanswered = failed && tb_pg_gone(s, failed);
     *rv = failed;
     return failed ? what : NULL;
-}
-
-/* Whether a failure of tb_pg_exec (status @a rv) left a connection that
- * cannot go on: no answer in time, or the link lost. */
-static int tb_pg_gone(tb_store *s, int rv)
-{
-    return rv == APR_TIMEUP
-           || PQstatus(apr_dbd_native_handle(s->driver, s->handle))
-              != CONNECTION_OK;
 }
 
 /* Whether the one-column query @a sql returns the value @a want; *what is
@@ -1425,4 +1430,9 @@ const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
     }
     *exists = !what && rows->nelts > 0;
     return what ? tb_dbd_error(s, p, what, rv) : NULL;
+}
+
+int tb_store_unanswered(const tb_store *s)
+{
+    return s->unanswered;
 }

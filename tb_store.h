@@ -99,4 +99,12 @@ const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
 const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
                                     const char *project, int *exists);
 
+/**
+ * Whether the last statement failed for want of an answer: PostgreSQL
+ * did not answer before the deadline (its connection is closed then), or
+ * the connection is lost.  Other failures mean the database answered,
+ * with an error.
+ */
+int tb_store_unanswered(const tb_store *s);
+
 #endif /* TB_STORE_H */
