@@ -26,6 +26,7 @@
  * -> tb_store_write (one transaction through mod_dbd) -> answer.
  */
 
+#include "apr_atomic.h"
 #include "apr_crypto.h"
 #include "apr_dbd.h"
 #include "apr_lib.h"
@@ -33,6 +34,7 @@
 #include "apr_global_mutex.h"
 #include "apr_shm.h"
 #include "apr_strings.h"
+#include "apr_thread_mutex.h"
 
 #include "httpd.h"
 #include "http_config.h"
@@ -98,8 +100,17 @@ typedef struct {
     apr_off_t dedup_window;         /* TrackBatchDedupWindow, seconds */
 } tb_dir_conf;
 
+/* Per server and child: while the database cannot be reached or does not
+ * answer, one request at a time asks mod_dbd for a connection
+ * (tb_get_store). */
+typedef struct {
+    apr_thread_mutex_t *probe;      /* held by the request asking */
+    volatile apr_uint32_t failing;  /* the last request found it so */
+} tb_dbd_gate;
+
 typedef struct {
     ap_dbd_t *(*dbd_acquire)(request_rec *);  /* mod_dbd, found at startup */
+    tb_dbd_gate *gate;                        /* per child, from child_init */
     apr_array_header_t *default_ids;          /* registered hard, cookie soft */
     apr_off_t key_cache_ttl;                  /* TrackBatchKeyCacheTTL, s */
     tb_keycache *keys;                        /* per child, from child_init */
@@ -430,7 +441,8 @@ static const command_rec tb_cmds[] = {
                   "(default: registered hard, cookie soft)"),
     AP_INIT_TAKE1("TrackBatchBusyTimeout", tb_set_busy_timeout, NULL,
                   ACCESS_CONF, "Milliseconds to wait for the SQLite write "
-                  "lock before answering 503 (default 5000)"),
+                  "lock, or for PostgreSQL's answers to a request, before "
+                  "answering 503 (default 5000)"),
     AP_INIT_TAKE1("TrackBatchRetryAfter", tb_set_retry_after, NULL,
                   ACCESS_CONF, "Seconds sent in Retry-After with 503 "
                   "(default 5)"),
@@ -686,13 +698,30 @@ static double tb_seconds(apr_time_t t)
 static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
                                 const tb_server_conf *sconf, tb_store **store)
 {
+    tb_dbd_gate *gate = sconf->gate;
     ap_dbd_t *dbd;
     const char *why;
+    int asking = 0;
 
     if (*store) {
         return NULL;
     }
+    /* mod_dbd makes a new connection while it holds its pool's lock: with
+     * the server unreachable, the requests of a child that need one would
+     * each wait out the connect_timeout of those before them.  While the
+     * database fails (tb_gate_learn), one request at a time asks; the
+     * others are answered 503 at once. */
+    if (gate && apr_atomic_read32(&gate->failing)) {
+        if (apr_thread_mutex_trylock(gate->probe) != APR_SUCCESS) {
+            return "no database connection: another request of this "
+                   "process is trying to get one";
+        }
+        asking = 1;
+    }
     dbd = sconf->dbd_acquire(r);
+    if (asking) {
+        apr_thread_mutex_unlock(gate->probe);
+    }
     if (!dbd) {
         return "no database connection from mod_dbd (see its DBDriver / "
                "DBDParams)";
@@ -703,6 +732,19 @@ static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
         tb_store_set_writers(*store, sconf->writers);
     }
     return why;
+}
+
+/* After each use of the database: failing while it cannot be reached or
+ * does not answer, not once it answers (an error is an answer).  An
+ * acquire alone proves nothing: mod_dbd hands out idle connections to a
+ * server that may have stopped. */
+static void tb_gate_learn(const tb_server_conf *sconf, const tb_store *store,
+                          const char *why)
+{
+    if (sconf->gate) {
+        apr_atomic_set32(&sconf->gate->failing,
+                         why && (!store || tb_store_unanswered(store)));
+    }
 }
 
 /*--------------------------------------------------------------------------*/
@@ -933,6 +975,7 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
             why = tb_store_find_key(*store, r->pool,
                                     cred.kind == TB_CRED_PUBLIC, lookup, &key);
         }
+        tb_gate_learn(sconf, *store, why);
         if (why) {
             tb_cred_wipe(&cred);
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00012)
@@ -967,6 +1010,7 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
         if (!why) {
             why = tb_store_project_exists(*store, r->pool, project, &exists);
         }
+        tb_gate_learn(sconf, *store, why);
         if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00015)
                           "looking up a project failed: %s", why);
@@ -1199,10 +1243,11 @@ static int tb_handler(request_rec *r)
                                           : TB_DEF_DEDUP_WINDOW),
                                  tb_busy_timeout(conf));
         }
+        tb_gate_learn(sconf, store, why);
         if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00007)
-                          "recording %d command(s) for project '%s' failed, "
-                          "nothing kept: %s", batch.n_valid, project, why);
+                          "recording %d command(s) for project '%s' failed: "
+                          "%s", batch.n_valid, project, why);
             return tb_unavailable(r, conf);
         }
     }
@@ -1297,7 +1342,8 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     return OK;
 }
 
-/* One key cache per server and child process, shared by its threads. */
+/* One key cache and one connection gate per server and child process,
+ * shared by its threads. */
 static void tb_child_init(apr_pool_t *pchild, server_rec *s)
 {
     tb_server_conf *main = ap_get_module_config(s->module_config,
@@ -1324,6 +1370,12 @@ static void tb_child_init(apr_pool_t *pchild, server_rec *s)
         apr_status_t rv = APR_SUCCESS;
 
         sc->writers = writers;
+        /* without a mutex every request asks mod_dbd, as without the gate */
+        sc->gate = apr_pcalloc(pchild, sizeof(*sc->gate));
+        if (apr_thread_mutex_create(&sc->gate->probe,
+                                    APR_THREAD_MUTEX_DEFAULT, pchild)) {
+            sc->gate = NULL;
+        }
         sc->keys = NULL;
         if (ttl > 0) {
             rv = tb_keycache_create(pchild, apr_time_from_sec(ttl),

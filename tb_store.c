@@ -21,9 +21,12 @@
  * values are bound; no SQL text is ever built from request data.
  */
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <apr_hash.h>
 #include <apr_strings.h>
@@ -155,7 +158,7 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
 
 /* PostgreSQL: a batch is one call of tb_record_batch() (schema/pgsql.sql);
  * the key lookups are the same SQL as above.  None is prepared on the
- * server (apr_dbd label NULL: PQexecParams), so a restarted server loses
+ * server (unnamed statements, tb_pg_exec), so a restarted server loses
  * nothing a pooled connection relies on. */
 static const char *tb_sql_pgsql(int i)
 {
@@ -178,11 +181,15 @@ struct tb_store {
     apr_pool_t *pool;           /* the connection's */
     const apr_dbd_driver_t *driver;
     apr_dbd_t *handle;
-    apr_dbd_prepared_t *stmt[TB_NSTMT];
-    apr_time_t deadline;        /* SQLite: give up waiting for the lock */
+    apr_dbd_prepared_t *stmt[TB_NSTMT];     /* SQLite */
+    const char *pg_sql[TB_NSTMT];           /* PostgreSQL: $n parameters */
+    apr_time_t deadline;        /* give up waiting for the lock / server */
+    apr_interval_time_t waited; /* PostgreSQL: this request's waits so far */
     unsigned moves;             /* SQLite: merges and moved ids, counted */
     apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
     int wal_pages;              /* SQLite: frames in the WAL, last commit */
+    int unanswered;             /* PostgreSQL: the last statement got no
+                                 * answer (timed out, link lost) */
 };
 
 /* SQLite's WAL is checkpointed every this many pages, as by default. */
@@ -209,7 +216,10 @@ static int tb_sqlite_busy(void *arg, int count)
 static const char *tb_dbd_error(tb_store *s, apr_pool_t *p, const char *what,
                                 int rv)
 {
-    const char *msg = apr_dbd_error(s->driver, s->handle, rv);
+    const char *msg = s->pg && rv == APR_TIMEUP
+                      ? "no answer within TrackBatchBusyTimeout, connection "
+                        "closed"
+                      : apr_dbd_error(s->driver, s->handle, rv);
     return apr_psprintf(p, "%s: %s (%d)", what, msg ? msg : "?", rv);
 }
 
@@ -232,18 +242,43 @@ static const char *tb_sqlite_exec(tb_store *s, apr_pool_t *p, const char *what,
     return NULL;
 }
 
-/* Statements live in the connection's pool, made once per connection. */
+/* apr_dbd's %s parameters as PostgreSQL's $1, $2, ... */
+static const char *tb_pg_params(apr_pool_t *p, const char *sql)
+{
+    tb_sb_t sb;
+    char num[16];
+    int n = 0;
+
+    tb_sb_init(&sb, p, strlen(sql) + 16);
+    for (; *sql; sql++) {
+        if (sql[0] == '%' && sql[1] == 's') {
+            apr_snprintf(num, sizeof(num), "$%d", ++n);
+            tb_sb_adds(&sb, num);
+            sql++;
+        }
+        else {
+            tb_sb_add(&sb, sql, 1);
+        }
+    }
+    return tb_sb_str(&sb);
+}
+
+/* Statements live in the connection's pool, made once per connection:
+ * SQLite's prepared through apr_dbd, PostgreSQL's as text for tb_pg_exec
+ * (nothing to prepare on the server). */
 static const char *tb_prepare(tb_store *s, apr_pool_t *tmp)
 {
     int i, rv;
 
     for (i = 0; i < TB_NSTMT; i++) {
-        const char *sql = s->pg ? tb_sql_pgsql(i) : tb_sql_sqlite[i];
-        if (!sql) {
+        if (s->pg && tb_sql_pgsql(i)) {
+            s->pg_sql[i] = tb_pg_params(s->pool, tb_sql_pgsql(i));
+        }
+        if (s->pg || !tb_sql_sqlite[i]) {
             continue;
         }
-        rv = apr_dbd_prepare(s->driver, s->pool, s->handle, sql,
-                             s->pg ? NULL : apr_psprintf(tmp, "track_batch_%d", i),
+        rv = apr_dbd_prepare(s->driver, s->pool, s->handle, tb_sql_sqlite[i],
+                             apr_psprintf(tmp, "track_batch_%d", i),
                              &s->stmt[i]);
         if (rv) {
             return tb_dbd_error(s, tmp, "preparing a statement", rv);
@@ -296,64 +331,218 @@ static const char *tb_wal(tb_store *s, apr_pool_t *tmp)
     }
 }
 
-/* PostgreSQL: the whole schema file in one PQexec, which is one
- * transaction; the advisory lock keeps two children setting up at once
- * from racing on CREATE (catalog unique violations). */
-/* Whether the one-column query @a sql returns the value @a digest. */
-static int tb_pg_digest_is(tb_store *s, apr_pool_t *tmp, const char *sql,
-                           const char *digest)
-{
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;
-    int current = 0;
+/*--------------------------------------------------------------------------*/
+/* PostgreSQL within a deadline                                             */
 
-    if (apr_dbd_select(s->driver, tmp, s->handle, &res, sql, 1) == 0) {
-        while (apr_dbd_get_row(s->driver, tmp, res, &row, -1) == 0) {
-            const char *d = apr_dbd_get_entry(s->driver, row, 0);
-            current |= d && !strcmp(d, digest);
-        }
+/* apr_dbd's pgsql driver waits in PQexecParams for as long as the server
+ * takes, and a frozen server (SIGSTOP, a hung host whose kernel still
+ * acknowledges) takes forever: keepalives see a live peer, and
+ * statement_timeout needs a server that runs.  So statements go through
+ * libpq's asynchronous calls on the native handle, and no wait for the
+ * server outlasts the deadline. */
+
+/* Wait for @a events on the connection's socket: the events seen, 0 once
+ * the deadline has passed, -1 on an error. */
+static int tb_pg_poll(PGconn *conn, short events, apr_time_t deadline)
+{
+    struct pollfd pfd;
+    int rc;
+
+    pfd.fd = PQsocket(conn);
+    pfd.events = events;
+    if (pfd.fd < 0) {
+        return -1;
     }
-    return current;
+    do {
+        apr_interval_time_t left = deadline - apr_time_now();
+        if (left <= 0) {
+            return 0;
+        }
+        pfd.revents = 0;
+        rc = poll(&pfd, 1, (int)((left + 999) / 1000));
+    } while (rc < 0 && errno == EINTR);
+    return rc > 0 ? pfd.revents : rc;
 }
 
+/* A connection left mid-statement must never be used again: closed under
+ * libpq, which then reads it as CONNECTION_BAD, so mod_dbd's check at the
+ * next acquire (or tb_pg_revive) reconnects.  A server that committed
+ * before it froze loses only its answer: the client retries after the
+ * 503 with the same command_ids, which tb_command_log acknowledges
+ * instead of recording them twice. */
+static void tb_pg_abandon(PGconn *conn)
+{
+    int i;
+
+    shutdown(PQsocket(conn), SHUT_RDWR);
+    /* what the server sent is read first, then the end; libpq's socket
+     * is non-blocking, so no read waits */
+    for (i = 0; i < 8 && PQstatus(conn) == CONNECTION_OK; i++) {
+        PQconsumeInput(conn);
+    }
+}
+
+/* Whether a failure of tb_pg_exec (status @a rv) left a connection that
+ * cannot go on: no answer in time, or the link lost. */
+static int tb_pg_gone(tb_store *s, int rv)
+{
+    return rv == APR_TIMEUP
+           || PQstatus(apr_dbd_native_handle(s->driver, s->handle))
+              != CONNECTION_OK;
+}
+
+/* Run @a sql with @a nargs text parameters ($1...), or without any a
+ * script of several statements, until s->deadline.  The first @a ncols
+ * columns of every row go to *out as strings in @a p (NULL as "").
+ * *rv is 0, the status of the result that failed, or APR_TIMEUP when
+ * the deadline passed (the connection is abandoned then). */
+static const char *tb_pg_exec(tb_store *s, apr_pool_t *p, const char *what,
+                              const char *sql, int nargs,
+                              const char *const *args,
+                              apr_array_header_t **out, int ncols, int *rv)
+{
+    PGconn *conn = apr_dbd_native_handle(s->driver, s->handle);
+    apr_time_t start = apr_time_now();
+    PGresult *res;
+    int ev = 1, flush, r, c, failed = 0;
+
+    *out = apr_array_make(p, 4, sizeof(const char *));
+    if (start >= s->deadline) {
+        s->unanswered = 1;              /* nothing sent: the link is fine */
+        *rv = APR_TIMEUP;
+        return what;
+    }
+    /* non-blocking, so a large batch waits in poll() for a full socket
+     * too, not in send() */
+    if (PQsetnonblocking(conn, 1)
+        || !(nargs ? PQsendQueryParams(conn, sql, nargs, NULL, args, NULL,
+                                       NULL, 0)
+                   : PQsendQuery(conn, sql))) {
+        /* a lost link, or a statement an earlier request left running:
+         * reconnect before the next use */
+        failed = PGRES_FATAL_ERROR;
+        ev = -1;
+    }
+    /* the server may answer (an error) before it has read everything */
+    while (ev > 0 && (flush = PQflush(conn)) != 0) {
+        ev = flush < 0 ? -1 : tb_pg_poll(conn, POLLIN | POLLOUT, s->deadline);
+        if (ev > 0 && (ev & POLLIN)) {
+            PQconsumeInput(conn);
+        }
+    }
+    while (ev > 0) {
+        /* a lost link turns PQisBusy false; PQgetResult then says why */
+        while (ev > 0 && PQisBusy(conn)) {
+            ev = tb_pg_poll(conn, POLLIN, s->deadline);
+            if (ev > 0) {
+                PQconsumeInput(conn);
+            }
+        }
+        if (ev <= 0 || !(res = PQgetResult(conn))) {
+            break;
+        }
+        switch (PQresultStatus(res)) {
+        case PGRES_TUPLES_OK:
+            for (r = 0; r < PQntuples(res); r++) {
+                for (c = 0; c < ncols; c++) {
+                    APR_ARRAY_PUSH(*out, const char *) = apr_pstrdup(p,
+                        c < PQnfields(res) ? PQgetvalue(res, r, c) : "");
+                }
+            }
+            break;
+        case PGRES_COMMAND_OK:
+        case PGRES_EMPTY_QUERY:
+            break;
+        default:
+            failed = failed ? failed : (int)PQresultStatus(res);
+        }
+        PQclear(res);
+    }
+    if (ev <= 0) {
+        tb_pg_abandon(conn);
+        failed = ev == 0 ? APR_TIMEUP : failed ? failed : PGRES_FATAL_ERROR;
+    }
+    PQsetnonblocking(conn, 0);
+    s->waited += apr_time_now() - start;
+    /* a server's error leaves the link fine: that is an answer */
+    s->unanswered = failed && tb_pg_gone(s, failed);
+    *rv = failed;
+    return failed ? what : NULL;
+}
+
+/* Whether the one-column query @a sql returns the value @a want; *what is
+ * set when it failed. */
+static int tb_pg_returns(tb_store *s, apr_pool_t *tmp, const char *sql,
+                         const char *want, const char **what, int *rv)
+{
+    apr_array_header_t *rows;
+    int i;
+
+    *what = tb_pg_exec(s, tmp, "reading the schema version", sql, 0, NULL,
+                       &rows, 1, rv);
+    for (i = 0; !*what && i < rows->nelts; i++) {
+        if (!strcmp(APR_ARRAY_IDX(rows, i, const char *), want)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* PostgreSQL: the schema file, run once per version (its digest). */
 static const char *tb_pg_schema(tb_store *s, apr_pool_t *tmp)
 {
     char digest[TB_DIGEST_HEX + 1];
-    int nrows, rv;
+    const char *what;
+    apr_array_header_t *rows;
+    int rv;
 
     tb_sha256_hex(tb_schema_pgsql, strlen(tb_schema_pgsql), digest);
-    if (tb_pg_digest_is(s, tmp, "SELECT digest FROM tb_schema_version",
-                        digest)) {
+    /* (fails on a new database, which has no table yet) */
+    if (tb_pg_returns(s, tmp, "SELECT digest FROM tb_schema_version", digest,
+                      &what, &rv)) {
         return NULL;
+    }
+    if (what && tb_pg_gone(s, rv)) {
+        return tb_dbd_error(s, tmp, what, rv);
     }
     /* Under the lock, in one transaction: the first connection to get it
      * runs the file and writes its digest; the others, when they get it,
      * find the digest current and run nothing (each running the DDL in
      * turn stalled the load).  Batches hold the same lock shared
      * (tb_record_batch), so the DDL never interleaves with one. */
-    rv = apr_dbd_query(s->driver, s->handle, &nrows,
-                       "BEGIN; SELECT pg_advisory_xact_lock(7462626174)");
+    what = tb_pg_exec(s, tmp, "creating the schema",
+                      "BEGIN; SELECT pg_advisory_xact_lock(7462626174)", 0,
+                      NULL, &rows, 0, &rv);
     /* (a new database has no tb_schema_version yet: reading it would
      * abort the transaction) */
-    if (!rv && !(tb_pg_digest_is(s, tmp, "SELECT CASE WHEN to_regclass("
-                                 "'tb_schema_version') IS NULL THEN 'no'"
-                                 " ELSE 'yes' END", "yes")
-                 && tb_pg_digest_is(s, tmp, "SELECT digest FROM"
-                                    " tb_schema_version", digest))) {
-        rv = apr_dbd_query(s->driver, s->handle, &nrows,
-                           apr_pstrcat(tmp, tb_schema_pgsql,
-                                       "\nDELETE FROM tb_schema_version;"
-                                       "\nINSERT INTO tb_schema_version"
-                                       " (digest) VALUES ('", digest, "');",
-                                       NULL));
+    if (!what
+        && !(tb_pg_returns(s, tmp, "SELECT CASE WHEN to_regclass("
+                           "'tb_schema_version') IS NULL THEN 'no'"
+                           " ELSE 'yes' END", "yes", &what, &rv)
+             && tb_pg_returns(s, tmp, "SELECT digest FROM tb_schema_version",
+                              digest, &what, &rv))
+        && !what) {
+        what = tb_pg_exec(s, tmp, "creating the schema",
+                          apr_pstrcat(tmp, tb_schema_pgsql,
+                                      "\nDELETE FROM tb_schema_version;"
+                                      "\nINSERT INTO tb_schema_version"
+                                      " (digest) VALUES ('", digest, "');",
+                                      NULL),
+                          0, NULL, &rows, 0, &rv);
     }
-    if (rv) {
-        const char *err = tb_dbd_error(s, tmp, "creating the schema", rv);
-        apr_dbd_query(s->driver, s->handle, &nrows, "ROLLBACK");
-        return err;
+    if (!what) {
+        what = tb_pg_exec(s, tmp, "creating the schema", "COMMIT", 0, NULL,
+                          &rows, 0, &rv);
+        return what ? tb_dbd_error(s, tmp, what, rv) : NULL;
     }
-    rv = apr_dbd_query(s->driver, s->handle, &nrows, "COMMIT");
-    return rv ? tb_dbd_error(s, tmp, "creating the schema", rv) : NULL;
+    what = tb_dbd_error(s, tmp, what, rv);
+    /* a connection left inside the transaction must not be used again */
+    if (!tb_pg_gone(s, rv)
+        && tb_pg_exec(s, tmp, "rolling back", "ROLLBACK", 0, NULL, &rows, 0,
+                      &rv)) {
+        tb_pg_abandon(apr_dbd_native_handle(s->driver, s->handle));
+    }
+    return what;
 }
 
 /* A pooled connection whose server restarted still says it is fine until
@@ -391,6 +580,9 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
         if (s->pg) {
             tb_pg_revive(s, conn_pool);
         }
+        /* the request's waits start once it is connected */
+        tb_set_deadline(s, wait);
+        s->waited = 0;
         *out = s;
         return NULL;
     }
@@ -406,11 +598,11 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     s->pg = !strcmp(name, "pgsql");
     apr_pool_create(&tmp, conn_pool);
 
+    tb_set_deadline(s, wait);
     if (s->pg) {
         err = tb_pg_schema(s, tmp);
     }
     else {
-        tb_set_deadline(s, wait);
         sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
                              tb_sqlite_busy, s);
         sqlite3_wal_hook(apr_dbd_native_handle(driver, handle), tb_wal_hook,
@@ -486,6 +678,10 @@ static const char *tb_select(tb_store *s, apr_pool_t *p, tb_stmt st, int *rv,
         args[i] = va_arg(ap, const char *);
     }
     va_end(ap);
+    if (s->pg) {
+        return tb_pg_exec(s, p, what, s->pg_sql[st], nargs, args, out, ncols,
+                          rv);
+    }
     *rv = apr_dbd_pselect(s->driver, p, s->handle, &res, s->stmt[st], 1,
                           nargs, args);
     if (*rv) {
@@ -1043,6 +1239,11 @@ static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
     what = tb_select(s, p, TB_RECORD_BATCH, &rv, "recording the batch", &rows,
                      1, 5, project, key_id ? key_id : "", tb_num(p, received),
                      tb_num(p, dedup_window), tb_sb_str(&sb));
+    if (what && rv == APR_TIMEUP) {
+        return apr_pstrcat(p, tb_dbd_error(s, p, what, rv), "; kept if the "
+                           "server committed it before it stopped answering "
+                           "(a retry of its command_ids is safe)", NULL);
+    }
     if (what) {
         return tb_dbd_error(s, p, what, rv);
     }
@@ -1082,6 +1283,9 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
         return NULL;
     }
     if (s->pg) {
+        /* what is left of the request's wait: its key lookups count, the
+         * time it took the client to send the body does not */
+        tb_set_deadline(s, wait - s->waited);
         return tb_pg_write(s, p, project, key_id, batch, received,
                            dedup_window);
     }
@@ -1166,49 +1370,40 @@ static const char *tb_find_key_once(tb_store *s, apr_pool_t *p, int is_public,
                                     const char *lookup, tb_key **out,
                                     int *rvp)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
-    tb_key *k = NULL;
-    int rv;
+    apr_array_header_t *rows;
+    const char **v, *what;
+    tb_key *k;
+    int i;
 
     *out = NULL;
-    rv = *rvp = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                                 s->stmt[is_public ? TB_KEY_BY_TOKEN
-                                                   : TB_KEY_BY_ID],
-                                 1, lookup);
-    if (rv) {
-        return tb_dbd_error(s, p, "looking up a key", rv);
+    if ((what = tb_select(s, p, is_public ? TB_KEY_BY_TOKEN : TB_KEY_BY_ID,
+                          rvp, "looking up a key", &rows, 7, 1, lookup))) {
+        return tb_dbd_error(s, p, what, *rvp);
     }
-    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
-        const char *until = apr_dbd_get_entry(s->driver, row, 5);
-        const char *disabled = apr_dbd_get_entry(s->driver, row, 6);
-
-        k = apr_pcalloc(p, sizeof(*k));
-        k->key_id = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 0));
-        k->project = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 1));
-        k->is_public = is_public;
-        tb_copy_digest(k->digest, apr_dbd_get_entry(s->driver, row, 3));
-        tb_copy_digest(k->old_digest, apr_dbd_get_entry(s->driver, row, 4));
-        k->old_until = until ? strtod(until, NULL) : 0;
-        k->disabled = disabled && strcmp(disabled, "0") != 0;
-    }
-    if (!k) {
+    if (!rows->nelts) {
         return NULL;
     }
+    /* key_id and token_digest are unique: one row */
+    v = &APR_ARRAY_IDX(rows, 0, const char *);
+    k = apr_pcalloc(p, sizeof(*k));
+    k->key_id = v[0];
+    k->project = v[1];
+    k->is_public = is_public;
+    tb_copy_digest(k->digest, v[3]);
+    tb_copy_digest(k->old_digest, v[4]);
+    k->old_until = strtod(v[5], NULL);
+    k->disabled = *v[6] && strcmp(v[6], "0") != 0;
 
-    res = NULL;
-    row = NULL;
-    rv = *rvp = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                                 s->stmt[TB_KEY_PERMS], 1, k->key_id);
-    if (rv) {
-        return tb_dbd_error(s, p, "reading a key's permissions", rv);
+    if ((what = tb_select(s, p, TB_KEY_PERMS, rvp,
+                          "reading a key's permissions", &rows, 2, 1,
+                          k->key_id))) {
+        return tb_dbd_error(s, p, what, *rvp);
     }
     k->customers = apr_array_make(p, 4, sizeof(const char *));
     k->events = apr_array_make(p, 4, sizeof(const char *));
-    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
-        const char *what = apr_dbd_get_entry(s->driver, row, 0);
-        const char *name = apr_pstrdup(p, apr_dbd_get_entry(s->driver, row, 1));
-        int events = !strcmp(what, "events");
+    for (i = 0; i + 1 < rows->nelts; i += 2) {
+        const char *name = APR_ARRAY_IDX(rows, i + 1, const char *);
+        int events = !strcmp(APR_ARRAY_IDX(rows, i, const char *), "events");
 
         if (!strcmp(name, "*")) {
             *(events ? &k->events_all : &k->customers_all) = 1;
@@ -1224,22 +1419,20 @@ static const char *tb_find_key_once(tb_store *s, apr_pool_t *p, int is_public,
 const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
                                     const char *project, int *exists)
 {
-    apr_dbd_results_t *res = NULL;
-    apr_dbd_row_t *row = NULL;   /* pgsql reads it as the cursor */
-    int rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                              s->stmt[TB_FIND_PROJECT], 1, project);
+    apr_array_header_t *rows;
+    int rv = 0;
+    const char *what = tb_select(s, p, TB_FIND_PROJECT, &rv,
+                                 "looking up a project", &rows, 1, 1, project);
 
-    if (rv && tb_read_stale(s, p, rv)) {
-        res = NULL;
-        rv = apr_dbd_pvselect(s->driver, p, s->handle, &res,
-                              s->stmt[TB_FIND_PROJECT], 1, project);
+    if (what && tb_read_stale(s, p, rv)) {
+        what = tb_select(s, p, TB_FIND_PROJECT, &rv, "looking up a project",
+                         &rows, 1, 1, project);
     }
-    *exists = 0;
-    if (rv) {
-        return tb_dbd_error(s, p, "looking up a project", rv);
-    }
-    while (apr_dbd_get_row(s->driver, p, res, &row, -1) == 0) {
-        *exists = 1;
-    }
-    return NULL;
+    *exists = !what && rows->nelts > 0;
+    return what ? tb_dbd_error(s, p, what, rv) : NULL;
+}
+
+int tb_store_unanswered(const tb_store *s)
+{
+    return s->unanswered;
 }

@@ -36,10 +36,16 @@ typedef struct tb_store tb_store;
 /**
  * Find the state kept with a connection, or set the connection up on
  * first use: engine settings (SQLite: WAL, synchronous=FULL, busy
- * handler), the schema when missing, the prepared statements.
+ * handler), the schema when missing, the prepared statements.  Called
+ * once per request: it starts the request's wait.
  * @param conn_pool the connection's own pool (ap_dbd_t.pool); the state
  *        lives and dies with it
- * @param wait how long to wait for the database lock during setup
+ * @param wait SQLite: how long to wait for the database lock during setup
+ *        and lookups; PostgreSQL: how long this request may wait for the
+ *        server's answers in all (setup, lookups and tb_store_write
+ *        together).  On PostgreSQL a statement still unanswered then is
+ *        abandoned and its connection closed, to be made again on its
+ *        next use.
  * @param out the state
  * @return NULL, or a reason for the log
  */
@@ -58,8 +64,12 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
  * @param key_id the key the request came with, or NULL (open location)
  * @param received receipt time, Unix seconds
  * @param dedup_window seconds a command_id is remembered
- * @param wait how long to wait for the database lock (SQLite)
- * @return NULL when committed, or a reason for the log
+ * @param wait SQLite: how long to wait for the write lock; PostgreSQL: the
+ *        request's wait given to tb_store_attach, of which what the
+ *        lookups used is spent
+ * @return NULL when committed, or a reason for the log; on PostgreSQL a
+ *        reason may also mean the batch committed but its answer did not
+ *        come in time (its command_ids make the client's retry safe)
  */
 const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            const char *key_id, tb_batch *batch,
@@ -88,5 +98,13 @@ const char *tb_store_find_key(tb_store *s, apr_pool_t *p, int is_public,
 /** Whether a project exists. */
 const char *tb_store_project_exists(tb_store *s, apr_pool_t *p,
                                     const char *project, int *exists);
+
+/**
+ * Whether the last statement failed for want of an answer: PostgreSQL
+ * did not answer before the deadline (its connection is closed then), or
+ * the connection is lost.  Other failures mean the database answered,
+ * with an error.
+ */
+int tb_store_unanswered(const tb_store *s);
 
 #endif /* TB_STORE_H */

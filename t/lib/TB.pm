@@ -750,6 +750,59 @@ sub pg_kill9_start {
     return [$rc, Time::HiRes::time() - $t0, $pid];
 }
 
+# The cluster's processes: the postmaster (postmaster.pid) and its
+# children (backends, checkpointer, ...), from /proc.
+sub _pg_pids {
+    my $data = $ENV{TB_PG_DATA} or die "TB_PG_DATA is not set (use t/run-suite)";
+    open my $fh, '<', "$data/postmaster.pid" or die "$data/postmaster.pid: $!";
+    chomp(my $pid = <$fh> // '');
+    close $fh;
+    die "postmaster.pid: no pid" unless $pid =~ /^\d+$/;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $s, '<', $stat or next;
+        my $line = <$s> // '';
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        push @kids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $pid;
+    }
+    return ($pid, @kids);
+}
+
+# SIGSTOP of every process of the cluster for $seconds, then SIGCONT: a
+# server that hangs with its sockets open, whose kernel still takes what
+# clients send, so no client ever sees an error, a reset or a keepalive
+# fail.  The postmaster stops first, so it forks no child that would be
+# missed; stopping is repeated until no process is new.  Returns [number of
+# processes stopped, seconds from the first stop until they run again].
+sub pg_freeze {
+    my ($seconds) = @_;
+    require Time::HiRes;
+    my $t0 = Time::HiRes::time();
+    my %stopped;
+    for (1 .. 5) {
+        my @new = grep { !$stopped{$_} } _pg_pids();
+        last unless @new;
+        kill 'STOP', @new;
+        $stopped{$_} = 1 for @new;
+    }
+    my $left = $t0 + $seconds - Time::HiRes::time();
+    Time::HiRes::sleep($left) if $left > 0;
+    kill 'CONT', keys %stopped;
+    return [scalar(keys %stopped), Time::HiRes::time() - $t0];
+}
+
+# The longest a request may take with PostgreSQL frozen or gone: the
+# location's TrackBatchBusyTimeout (ms, default 5000) for the answers,
+# connect_timeout of the suite's DBDParams to connect, and 1.5 s of slack
+# for everything else.
+sub pg_max_wait {
+    my ($busy_ms) = @_;
+    my ($connect) = ($ENV{TB_DBD_PARAMS} // '') =~ /\bconnect_timeout=(\d+)/;
+    die "no connect_timeout in TB_DBD_PARAMS" unless $connect;
+    # libpq waits at least 2 s
+    return ($busy_ms // 5000) / 1000 + ($connect < 2 ? 2 : $connect) + 1.5;
+}
+
 # The 503 the module answers when the database cannot record a request.
 use constant UNAVAILABLE_BODY =>
     qq({"success": false, "errors": ["The database could not record the request; retry later."]}\n);
@@ -771,7 +824,7 @@ sub load_batch {
 # One answer summed up: status, Retry-After, Content-Type, whether the body
 # is exactly the 503 text, and for a 200 the command_ids answered
 # success: true (and whether every command of the batch was).
-sub _load_record {
+sub load_record {
     my ($r, $cids) = @_;
     my %rec = (status => $r->{status}, ra => $r->{headers}{'retry-after'},
                ct => $r->{headers}{'content-type'}, cids => $cids);
@@ -797,8 +850,9 @@ sub _load_record {
 
 # Load with a fault in the middle.  $a{clients} forked clients each send
 # batches of $a{events} events (unique command_ids, never retried) to
-# $a{path}, one connection per request, one request at a time; a 503 is
-# followed by a pause of $a{pause_503} s (default 0.05), not by a retry.
+# $a{path}, with the headers $a{headers} (a list of pairs, optional), one
+# connection per request, one request at a time; a 503 is followed by a
+# pause of $a{pause_503} s (default 0.05), not by a retry.
 # After $a{before} s the parent runs $a{fault}->(), which returns once the
 # server is back; the load goes on $a{after} s more.  Returns
 # { records => [ {client, seq, t0, t1, status, ra, ct, cids, ok_cids,
@@ -840,12 +894,13 @@ sub load_run {
                     $seq++;
                     my ($body, $cids) = load_batch($a{tag}, $c, $seq, $a{events});
                     my ($r, $attempt) = (undef, 0);
+                    my @h = @{ $a{headers} || [] };
                     do {
                         $attempt++;
                         my $t0 = Time::HiRes::time();
-                        $r = $ka ? ka_post($ka, $hp, $a{path}, $body)
-                                 : post_at($hp, $a{path}, $body);
-                        my $rec = _load_record($r, $cids);
+                        $r = $ka ? ka_post($ka, $hp, $a{path}, $body, @h)
+                                 : post_at($hp, $a{path}, $body, @h);
+                        my $rec = load_record($r, $cids);
                         @$rec{qw(client seq t0 t1 attempt reused partial error)} =
                             ($c, $seq, $t0, Time::HiRes::time(), $attempt,
                              $r->{reused} ? 1 : 0, $r->{partial} || 0, $r->{error});
@@ -887,13 +942,13 @@ sub load_run {
 
 # POST on a connection kept open across requests (HTTP/1.1 keep-alive),
 # the way SDKs send.  $st holds the connection between calls ({} at
-# first).  Returns what post_at returns, plus reused => 1 when the
-# connection had carried a request before; a connection that fails before
-# a whole answer arrives gives status "none" with error (and partial =>
-# the bytes of an answer cut off), and is dropped.  A "Connection: close"
-# answer drops it too.
+# first); headers as for post_at.  Returns what post_at returns, plus
+# reused => 1 when the connection had carried a request before; a
+# connection that fails before a whole answer arrives gives status "none"
+# with error (and partial => the bytes of an answer cut off), and is
+# dropped.  A "Connection: close" answer drops it too.
 sub ka_post {
-    my ($st, $hp, $path, $body) = @_;
+    my ($st, $hp, $path, $body, @h) = @_;
     require IO::Socket::INET;
     require Time::HiRes;
     local $SIG{PIPE} = 'IGNORE';
@@ -914,7 +969,7 @@ sub ka_post {
     }
     my $sock = $st->{sock};
     my $req = http_request('POST', $path, $body, Host => $hp,
-                           'Content-Type' => 'application/json');
+                           'Content-Type' => 'application/json', @h);
     my $off = 0;
     while ($off < length $req) {
         my $n = syswrite($sock, $req, length($req) - $off, $off);
@@ -976,10 +1031,14 @@ sub load_rows {
     return (\%ev, \%log);
 }
 
-use constant PG_LOAD_CHECKS => 13;
+use constant PG_LOAD_CHECKS => 14;
 
 # The checks of a load with a fault (PG_LOAD_CHECKS tests).  Options:
-# project, tag, res (from pg_load), name.
+# project, tag, res (from pg_load), name, busy_ms (the location's
+# TrackBatchBusyTimeout, default 5000: no answer may take longer than
+# pg_max_wait of it), lost_answers (the server froze rather than died: a
+# batch answered 503 may have been committed after the module stopped
+# waiting, so it must be kept whole or not at all, instead of not at all).
 sub pg_load_checks {
     my (%a) = @_;
     my $res  = $a{res};
@@ -1015,6 +1074,10 @@ sub pg_load_checks {
                   0, "$name: every 503 says so in JSON, in the exact text"));
     Test::ok($t->(scalar(grep { $_->{status} eq '200' && !$_->{all_ok} } @r),
                   0, "$name: every 200 answers each command success: true, in order"));
+    my $limit = pg_max_wait($a{busy_ms});
+    Test::ok($t->(join(' ', map { sprintf '%.2f s', $_->{t1} - $_->{t0} }
+                            grep { $_->{t1} - $_->{t0} > $limit } @r),
+                  '', sprintf('%s: no answer took longer than %.1f s', $name, $limit)));
 
     my ($ev, $log) = load_rows($a{project}, $a{tag});
     my %acked = map { $_ => 1 } map { @{ $_->{cids} } } grep { $_->{status} eq '200' } @r;
@@ -1022,13 +1085,27 @@ sub pg_load_checks {
     my @missing = sort grep { !$ev->{$_} } keys %acked;
     my @twice   = sort grep { ($ev->{$_} || 0) > 1 } keys %acked;
     my @kept    = sort grep { $ev->{$_} } keys %failed;
+    my $kept_name = "$name: no command of a 503 batch is in tb_events";
+    if ($a{lost_answers}) {
+        # a batch the server committed after the module gave up: whole,
+        # once, and its command_ids logged as if acknowledged
+        my @whole = grep { my $b = $_; !grep { ($ev->{$_} || 0) != 1 } @{ $b->{cids} } }
+                    grep { $_->{status} ne '200' } @r;
+        $acked{$_} = 1 for map { @{ $_->{cids} } } @whole;
+        my %whole = map { $_ => 1 } map { @{ $_->{cids} } } @whole;
+        @kept = grep { !$whole{$_} } @kept;
+        $kept_name = "$name: a 503 batch is in tb_events whole (committed, "
+                   . 'answer lost) or not at all';
+        printf "# %s: %d batch(es) answered 503 were committed after the module stopped waiting\n",
+            $name, scalar @whole;
+    }
     my @unknown = sort grep { !$acked{$_} && !$failed{$_} } keys %$ev;
     my @log_bad = sort grep { !$acked{$_} } keys %$log;
     my @log_missing = sort grep { ($log->{$_} || 0) != 1 } keys %acked;
     my $few = sub { @_ ? scalar(@_) . ": @_[0 .. ($#_ < 4 ? $#_ : 4)]" : '' };
     Test::ok($t->($few->(@missing), '', "$name: every command answered success is in tb_events"));
     Test::ok($t->($few->(@twice), '', "$name: ... exactly once"));
-    Test::ok($t->($few->(@kept), '', "$name: no command of a 503 batch is in tb_events"));
+    Test::ok($t->($few->(@kept), '', $kept_name));
     Test::ok($t->($few->(@unknown, @log_bad, @log_missing), '',
                   "$name: nothing else recorded; tb_command_log holds exactly the acknowledged commands"));
     Test::ok($t->(scalar(@after) >= 50 ? 'yes' : 'no (' . scalar(@after) . ')', 'yes',
@@ -1040,7 +1117,9 @@ sub pg_load_checks {
 }
 
 push @TB::EXPORT_OK, qw(pg_ctl pg_client_conns pg_restart pg_kill9_start
-                        load_batch pg_load load_run ka_post load_rows
-                        pg_load_checks UNAVAILABLE_BODY PG_LOAD_CHECKS);
+                        pg_freeze pg_max_wait
+                        load_batch load_record pg_load load_run ka_post
+                        load_rows pg_load_checks UNAVAILABLE_BODY
+                        PG_LOAD_CHECKS);
 
 1;
