@@ -1122,4 +1122,24 @@ push @TB::EXPORT_OK, qw(pg_ctl pg_client_conns pg_restart pg_kill9_start
                         load_rows pg_load_checks UNAVAILABLE_BODY
                         PG_LOAD_CHECKS);
 
+# The test server's parent process (graceful restarts signal it).
+sub parent_pid {
+    my $logs = Apache::Test::config()->{vars}->{t_logs};
+    open my $fh, '<', "$logs/httpd.pid" or die "pid file: $!";
+    chomp(my $pid = <$fh>);
+    return $pid;
+}
+
+# The test server's error log from byte $off on.
+sub log_from {
+    my $off = shift;
+    my $log = Apache::Test::config()->{vars}->{t_logs} . '/error_log';
+    open my $fh, '<', $log or die "$log: $!";
+    seek $fh, $off, 0;
+    local $/;
+    return <$fh> // '';
+}
+
+push @TB::EXPORT_OK, qw(parent_pid log_from);
+
 1;

@@ -7,18 +7,13 @@ use Apache::Test;
 use Apache::TestUtil;
 use Apache::TestRequest ();
 use lib 't/lib';
-use TB qw(post_json decode db_counts db_clear batch_url);
+use TB qw(parent_pid post_json decode db_counts db_clear batch_url);
 
 my $rounds = 3;
 plan tests => 2 + $rounds * 5 + 2;
 
 my $vars = Apache::Test::config()->{vars};
 
-sub parent_pid {
-    open my $fh, '<', "$vars->{t_logs}/httpd.pid" or die "pid file: $!";
-    chomp(my $pid = <$fh>);
-    return $pid;
-}
 
 sub rss_kb {
     my $pid = shift;

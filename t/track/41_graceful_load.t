@@ -28,7 +28,7 @@ use Apache::Test;
 use Apache::TestUtil;
 use Time::HiRes ();
 use lib 't/lib';
-use TB qw(post_json decode batch_url batch_body res_ok norm_times load_run
+use TB qw(parent_pid log_from post_json decode batch_url batch_body res_ok norm_times load_run
           load_rows);
 
 plan tests => 15;
@@ -38,19 +38,6 @@ my $vars = $cfg->{vars};
 my $mpm  = $cfg->{server}->{mpm} || '';
 my $log  = "$vars->{t_logs}/error_log";
 
-sub parent_pid {
-    open my $fh, '<', "$vars->{t_logs}/httpd.pid" or die "pid file: $!";
-    chomp(my $pid = <$fh>);
-    return $pid;
-}
-# The error log from byte $off on.
-sub log_from {
-    my $off = shift;
-    open my $fh, '<', $log or die "$log: $!";
-    seek $fh, $off, 0;
-    local $/;
-    return <$fh> // '';
-}
 
 my $project = 'graceful-load';
 my $tag     = 'gl';

@@ -21,25 +21,13 @@ use Apache::Test;
 use Apache::TestUtil;
 use Time::HiRes ();
 use lib 't/lib';
-use TB qw(db db_connect post_json batch_url load_run load_rows);
+use TB qw(parent_pid log_from db db_connect post_json batch_url load_run load_rows);
 
 my $pg = TB::engine() eq 'pgsql';
 plan tests => 7;
 
 my $vars = Apache::Test::config()->{vars};
 my $log  = "$vars->{t_logs}/error_log";
-sub parent_pid {
-    open my $fh, '<', "$vars->{t_logs}/httpd.pid" or die "pid file: $!";
-    chomp(my $pid = <$fh>);
-    return $pid;
-}
-sub log_from {
-    my $off = shift;
-    open my $fh, '<', $log or die "$log: $!";
-    seek $fh, $off, 0;
-    local $/;
-    return <$fh> // '';
-}
 
 my $project = 'schema-upgrade';
 my $tag     = 'su';
