@@ -1267,6 +1267,13 @@ static int tb_handler(request_rec *r)
                       "before (retry or identical event)", project,
                       batch.commands->nelts, kept, again);
     }
+    if (store && tb_store_checkpoint_due(store)) {
+        /* the client has its answer before this thread copies the WAL */
+        tb_reply(r, HTTP_OK, answer, len);
+        ap_rflush(r);
+        tb_store_checkpoint(store);
+        return OK;
+    }
     return tb_reply(r, HTTP_OK, answer, len);
 }
 
@@ -1287,6 +1294,7 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
 {
     ap_dbd_t *(*acquire)(request_rec *) = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
     apr_global_mutex_t *writers;
+    const char *mech;
     apr_status_t rv;
     server_rec *sv;
     int rate_used = 0;
@@ -1306,6 +1314,19 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                      "cannot create the SQLite writers' mutex (Mutex "
                      TB_WRITE_MUTEX ")");
         return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* 'Mutex file:... default' (a common line) makes this fcntl, on which
+     * APR can only emulate a timed lock by polling in naps: a newcomer
+     * overtakes writers that wait, and the slowest answers under load
+     * took seconds (README, Performance). */
+    mech = apr_global_mutex_name(writers);
+    if ((!strcmp(mech, "fcntl") || !strcmp(mech, "flock"))
+        && ap_state_query(AP_SQ_MAIN_STATE) != AP_SQ_MS_CREATE_PRE_CONFIG) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s, TBLOGNO(00022)
+                     "Mutex " TB_WRITE_MUTEX " uses %s, which can only poll "
+                     "for a timed lock, so SQLite writers may wait out of "
+                     "turn; 'Mutex pthread " TB_WRITE_MUTEX "' lets them "
+                     "queue", mech);
     }
     for (sv = s; sv; sv = sv->next) {
         tb_server_conf *sc = ap_get_module_config(sv->module_config,

@@ -295,7 +295,9 @@ static void tb_set_deadline(tb_store *s, apr_interval_time_t wait)
 /* SQLite checkpoints the WAL inside the COMMIT that fills it, which would
  * be under the writers' mutex, stalling every other writer for the
  * checkpoint's fsyncs.  This hook (it replaces the automatic checkpoint)
- * only notes the size; tb_store_write checkpoints after letting go. */
+ * only notes the size; the handler checkpoints (tb_store_checkpoint)
+ * once the answer is on its way, so neither the other writers nor the
+ * client wait for the checkpoint's fsyncs. */
 static int tb_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     tb_store *s = arg;
@@ -1317,13 +1319,22 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
     if (locked) {
         apr_global_mutex_unlock(s->writers);
     }
-    if (s->wal_pages >= TB_WAL_CHECKPOINT_PAGES) {
+    return what;
+}
+
+int tb_store_checkpoint_due(const tb_store *s)
+{
+    return !s->pg && s->wal_pages >= TB_WAL_CHECKPOINT_PAGES;
+}
+
+void tb_store_checkpoint(tb_store *s)
+{
+    if (tb_store_checkpoint_due(s)) {
         /* PASSIVE: copies what it can without waiting for anyone */
         s->wal_pages = 0;
         sqlite3_wal_checkpoint_v2(apr_dbd_native_handle(s->driver, s->handle),
                                   NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
-    return what;
 }
 
 void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers)
