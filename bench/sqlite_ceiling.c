@@ -25,6 +25,7 @@
  * transactions until SECONDS have passed and prints one line:
  *
  *   rows=N txns=T seconds=S rows_per_s=R us_per_txn=U p50_us_per_txn=M
+ *   p99_us_per_txn=Q max_us_per_txn=X
  *   cpu_us_per_txn=C
  *
  * (mean and median wall time per transaction, and CPU time of this
@@ -385,9 +386,11 @@ int main(int argc, char **argv)
 
     qsort(durs, txns, sizeof(double), cmp_double);
     printf("rows=%ld txns=%ld seconds=%.3f rows_per_s=%.0f us_per_txn=%.1f "
-           "p50_us_per_txn=%.1f cpu_us_per_txn=%.1f\n",
+           "p50_us_per_txn=%.1f p99_us_per_txn=%.1f max_us_per_txn=%.1f "
+           "cpu_us_per_txn=%.1f\n",
            done_rows, txns, t1 - t0, done_rows / (t1 - t0),
            (t1 - t0) * 1e6 / txns, durs[(txns - 1) / 2] * 1e6,
+           durs[(txns - 1) * 99 / 100] * 1e6, durs[txns - 1] * 1e6,
            (cpu_seconds() - cpu0) * 1e6 / txns);
     sqlite3_finalize(find);
     sqlite3_finalize(newc);
