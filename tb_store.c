@@ -296,8 +296,8 @@ static void tb_set_deadline(tb_store *s, apr_interval_time_t wait)
  * be under the writers' mutex, stalling every other writer for the
  * checkpoint's fsyncs.  This hook (it replaces the automatic checkpoint)
  * only notes the size; the handler checkpoints (tb_store_checkpoint)
- * once the answer is on its way, so neither the other writers nor the
- * client wait for the checkpoint's fsyncs. */
+ * once the answer is on its way, so the client that filled the WAL does
+ * not wait for the checkpoint's fsyncs. */
 static int tb_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     tb_store *s = arg;
@@ -1329,11 +1329,27 @@ int tb_store_checkpoint_due(const tb_store *s)
 
 void tb_store_checkpoint(tb_store *s)
 {
-    if (tb_store_checkpoint_due(s)) {
-        /* PASSIVE: copies what it can without waiting for anyone */
-        s->wal_pages = 0;
-        sqlite3_wal_checkpoint_v2(apr_dbd_native_handle(s->driver, s->handle),
-                                  NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    apr_interval_time_t left = s->deadline - apr_time_now();
+
+    if (!tb_store_checkpoint_due(s)) {
+        return;
+    }
+    /* Under the writers' mutex: SQLite starts the WAL over only once a
+     * checkpoint has copied all of it, which never happens while others
+     * keep appending (the WAL grew to 700 MB).  The others wait as they
+     * would for SQLite's own checkpoint in a COMMIT; the client whose
+     * commit filled the WAL has its answer already.  Past the request's
+     * deadline, the next writer tries. */
+    if (s->writers && (left <= 0 || apr_global_mutex_timedlock(s->writers,
+                                                     left) != APR_SUCCESS)) {
+        return;
+    }
+    s->wal_pages = 0;
+    /* PASSIVE: waits for no reader; frames a reader still needs are left */
+    sqlite3_wal_checkpoint_v2(apr_dbd_native_handle(s->driver, s->handle),
+                              NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (s->writers) {
+        apr_global_mutex_unlock(s->writers);
     }
 }
 

@@ -85,8 +85,9 @@ int tb_store_checkpoint_due(const tb_store *s);
 
 /**
  * SQLite: copy the WAL into the database as far as no reader needs it
- * (a passive checkpoint), when due; waits for no lock.  Replaces the
- * checkpoint SQLite would run inside a writer's COMMIT.
+ * (a passive checkpoint), when due, holding the writers' mutex so that
+ * the WAL can start over; gives up at the request's deadline.  Replaces
+ * the checkpoint SQLite would run inside a writer's COMMIT.
  */
 void tb_store_checkpoint(tb_store *s);
 
