@@ -1267,13 +1267,6 @@ static int tb_handler(request_rec *r)
                       "before (retry or identical event)", project,
                       batch.commands->nelts, kept, again);
     }
-    if (store && tb_store_checkpoint_due(store)) {
-        /* the client has its answer before this thread copies the WAL */
-        tb_reply(r, HTTP_OK, answer, len);
-        ap_rflush(r);
-        tb_store_checkpoint(store);
-        return OK;
-    }
     return tb_reply(r, HTTP_OK, answer, len);
 }
 

@@ -187,13 +187,9 @@ struct tb_store {
     apr_interval_time_t waited; /* PostgreSQL: this request's waits so far */
     unsigned moves;             /* SQLite: merges and moved ids, counted */
     apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
-    int wal_pages;              /* SQLite: frames in the WAL, last commit */
     int unanswered;             /* PostgreSQL: the last statement got no
                                  * answer (timed out, link lost) */
 };
-
-/* SQLite's WAL is checkpointed every this many pages, as by default. */
-#define TB_WAL_CHECKPOINT_PAGES 1000
 
 /* apr_dbd's sqlite3 driver sets no busy timeout; this handler waits up to
  * the request's deadline, in short sleeps so a lock freed early is taken
@@ -290,22 +286,6 @@ static const char *tb_prepare(tb_store *s, apr_pool_t *tmp)
 static void tb_set_deadline(tb_store *s, apr_interval_time_t wait)
 {
     s->deadline = apr_time_now() + wait;
-}
-
-/* SQLite checkpoints the WAL inside the COMMIT that fills it, which would
- * be under the writers' mutex, stalling every other writer for the
- * checkpoint's fsyncs.  This hook (it replaces the automatic checkpoint)
- * only notes the size; the handler checkpoints (tb_store_checkpoint)
- * once the answer is on its way, so the client that filled the WAL does
- * not wait for the checkpoint's fsyncs. */
-static int tb_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
-{
-    tb_store *s = arg;
-
-    (void)db;
-    (void)name;
-    s->wal_pages = pages;
-    return SQLITE_OK;
 }
 
 /* Switch the file to WAL (it stays so).  Changing the journal mode takes
@@ -607,10 +587,12 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
     else {
         sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
                              tb_sqlite_busy, s);
-        sqlite3_wal_hook(apr_dbd_native_handle(driver, handle), tb_wal_hook,
-                         s);
         /* WAL: readers never block the writer; FULL: a commit is on disk
-         * before the client hears success, in WAL mode too. */
+         * before the client hears success, in WAL mode too.  SQLite's own
+         * checkpoint, in the COMMIT that fills 1000 pages and so under the
+         * writers' mutex, is kept: checkpoints outside the mutex either
+         * never let the WAL start over or made the slowest answers slower
+         * (README, Performance). */
         err = tb_wal(s, tmp);
         if (!err) {
             err = tb_sqlite_exec(s, tmp, "setting up the connection",
@@ -1320,37 +1302,6 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
         apr_global_mutex_unlock(s->writers);
     }
     return what;
-}
-
-int tb_store_checkpoint_due(const tb_store *s)
-{
-    return !s->pg && s->wal_pages >= TB_WAL_CHECKPOINT_PAGES;
-}
-
-void tb_store_checkpoint(tb_store *s)
-{
-    apr_interval_time_t left = s->deadline - apr_time_now();
-
-    if (!tb_store_checkpoint_due(s)) {
-        return;
-    }
-    /* Under the writers' mutex: SQLite starts the WAL over only once a
-     * checkpoint has copied all of it, which never happens while others
-     * keep appending (the WAL grew to 700 MB).  The others wait as they
-     * would for SQLite's own checkpoint in a COMMIT; the client whose
-     * commit filled the WAL has its answer already.  Past the request's
-     * deadline, the next writer tries. */
-    if (s->writers && (left <= 0 || apr_global_mutex_timedlock(s->writers,
-                                                     left) != APR_SUCCESS)) {
-        return;
-    }
-    s->wal_pages = 0;
-    /* PASSIVE: waits for no reader; frames a reader still needs are left */
-    sqlite3_wal_checkpoint_v2(apr_dbd_native_handle(s->driver, s->handle),
-                              NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (s->writers) {
-        apr_global_mutex_unlock(s->writers);
-    }
 }
 
 void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers)

@@ -77,21 +77,6 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            apr_interval_time_t wait);
 
 /**
- * SQLite: whether the WAL has grown past its checkpoint size, so the
- * caller should send its answer and then call tb_store_checkpoint.
- * Always 0 on PostgreSQL.
- */
-int tb_store_checkpoint_due(const tb_store *s);
-
-/**
- * SQLite: copy the WAL into the database as far as no reader needs it
- * (a passive checkpoint), when due, holding the writers' mutex so that
- * the WAL can start over; gives up at the request's deadline.  Replaces
- * the checkpoint SQLite would run inside a writer's COMMIT.
- */
-void tb_store_checkpoint(tb_store *s);
-
-/**
  * SQLite: have tb_store_write take @a writers (a cross-process mutex
  * with a timed lock) around its transaction, so writers of all processes
  * queue on it instead of polling SQLite's lock.  NULL: SQLite's lock only.
