@@ -1142,4 +1142,46 @@ sub log_from {
 
 push @TB::EXPORT_OK, qw(parent_pid log_from);
 
+# Another process takes SQLite's write lock (BEGIN IMMEDIATE), says so,
+# holds it for $hold seconds (or until told by sqlite_lock_release, when
+# $hold is undef), then runs @sql and ends its transaction with $end
+# (ROLLBACK or COMMIT).  $file: another database than the server's.
+sub sqlite_lock_holder {
+    my ($file, $hold, $end, @sql) = @_;
+    require POSIX;
+    require Time::HiRes;
+    pipe(my $ready_r, my $ready_w) or die "pipe: $!";
+    pipe(my $go_r, my $go_w) or die "pipe: $!";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        close $ready_r; close $go_w;
+        my $ok = eval {
+            my $dbh = $file ? db_file($file) : db_connect();
+            $dbh->do('BEGIN IMMEDIATE');
+            $dbh->do($_) for @sql;
+            syswrite $ready_w, "locked\n";
+            if (defined $hold) { Time::HiRes::sleep($hold) }
+            else { sysread $go_r, my $buf, 1 }
+            $dbh->do($end);
+            $dbh->disconnect;
+            1;
+        };
+        syswrite $ready_w, "failed: $@\n" unless $ok;
+        POSIX::_exit($ok ? 0 : 1);
+    }
+    close $ready_w; close $go_r;
+    my $line = <$ready_r>;
+    die "lock holder: " . ($line // 'no answer') unless ($line // '') eq "locked\n";
+    return { pid => $pid, go => $go_w, ready => $ready_r };
+}
+
+# Tells the holder to end its transaction; true when it ended cleanly.
+sub sqlite_lock_release {
+    my ($h) = @_;
+    syswrite $h->{go}, "x";
+    close $h->{go};
+    waitpid $h->{pid}, 0;
+    return $? == 0;
+}
+
 1;

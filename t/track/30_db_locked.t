@@ -61,43 +61,6 @@ sub rows_for {
     };
 }
 
-# Another process takes the write lock (BEGIN IMMEDIATE), says so, holds
-# it for $hold seconds (or until told, when $hold is undef), then ends
-# its transaction with $end (ROLLBACK or COMMIT), after running @sql.
-sub lock_holder {
-    my ($file, $hold, $end, @sql) = @_;
-    pipe(my $ready_r, my $ready_w) or die "pipe: $!";
-    pipe(my $go_r, my $go_w) or die "pipe: $!";
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        close $ready_r; close $go_w;
-        my $ok = eval {
-            my $dbh = $file ? db_file($file) : db();
-            $dbh->do('BEGIN IMMEDIATE');
-            $dbh->do($_) for @sql;
-            syswrite $ready_w, "locked\n";
-            if (defined $hold) { Time::HiRes::sleep($hold) }
-            else { sysread $go_r, my $buf, 1 }
-            $dbh->do($end);
-            $dbh->disconnect;
-            1;
-        };
-        syswrite $ready_w, "failed: $@\n" unless $ok;
-        POSIX::_exit($ok ? 0 : 1);
-    }
-    close $ready_w; close $go_r;
-    my $line = <$ready_r>;
-    die "lock holder: " . ($line // 'no answer') unless ($line // '') eq "locked\n";
-    return { pid => $pid, go => $go_w, ready => $ready_r };
-}
-sub release {
-    my ($h) = @_;
-    syswrite $h->{go}, "x";
-    close $h->{go};
-    waitpid $h->{pid}, 0;
-    return $? == 0;
-}
-
 # SQLite's write lock; the PostgreSQL run has no such lock to hold
 plan tests => 2 + 9 + 4 + 4 + 5 + 5,
     skip_reason('SQLite locking (this run records into PostgreSQL)')
@@ -117,11 +80,11 @@ ok t_cmp(lc((db()->selectrow_array('PRAGMA journal_mode'))[0]), 'wal',
 # Locked past the timeout on /small, then released with ROLLBACK.
 {
     my $path = batch_url('locked-small', 'batch', '/small');
-    my $h = lock_holder(undef, undef, 'ROLLBACK');
+    my $h = TB::sqlite_lock_holder(undef, undef, 'ROLLBACK');
     my $t0 = Time::HiRes::time();
     my $r = post_json($path, batch_for('locked', 'email_id'));
     my $took = Time::HiRes::time() - $t0;
-    my $ok = release($h);
+    my $ok = TB::sqlite_lock_release($h);
     ok t_cmp($r->code, 503, 'locked: 503');
     ok t_cmp($r->header('Retry-After'), 7, 'locked: Retry-After from TrackBatchRetryAfter');
     ok t_cmp($r->content, error_body_re($TEXT), 'locked: text');
@@ -143,10 +106,10 @@ ok t_cmp(lc((db()->selectrow_array('PRAGMA journal_mode'))[0]), 'wal',
 # holder's rows are there, the refused request's are not.
 {
     my $path = batch_url('locked-small-2', 'batch', '/small');
-    my $h = lock_holder(undef, undef, 'COMMIT',
+    my $h = TB::sqlite_lock_holder(undef, undef, 'COMMIT',
         "INSERT INTO tb_customers (project, created_at) VALUES ('lock-holder', 1)");
     my $r = post_json($path, batch_for('locked2', 'email_id'));
-    my $ok = release($h);
+    my $ok = TB::sqlite_lock_release($h);
     ok t_cmp($r->code . ' ' . ($r->header('Retry-After') // '-'), '503 7',
              'locked by a writer: 503, Retry-After 7');
     ok t_cmp($r->content, error_body_re($TEXT), 'locked by a writer: text');
@@ -162,7 +125,7 @@ ok t_cmp(lc((db()->selectrow_array('PRAGMA journal_mode'))[0]), 'wal',
 # Held 2.5 s, then rolled back.
 {
     my $path = batch_url('briefly-locked');
-    my $h = lock_holder(undef, 2.5, 'ROLLBACK');
+    my $h = TB::sqlite_lock_holder(undef, 2.5, 'ROLLBACK');
     my $t0 = Time::HiRes::time();
     my $r = post_json($path, batch_for('brief'));
     my $took = Time::HiRes::time() - $t0;
@@ -177,7 +140,7 @@ ok t_cmp(lc((db()->selectrow_array('PRAGMA journal_mode'))[0]), 'wal',
 # Held 1 s by a writer that commits: the request must still succeed.
 {
     my $path = batch_url('briefly-locked-writer');
-    my $h = lock_holder(undef, 1, 'COMMIT',
+    my $h = TB::sqlite_lock_holder(undef, 1, 'COMMIT',
         "INSERT INTO tb_customers (project, created_at) VALUES ('lock-holder', 2)");
     my $r = post_json($path, batch_for('brief3'));
     waitpid $h->{pid}, 0;
@@ -222,7 +185,7 @@ ok t_cmp(lc((db()->selectrow_array('PRAGMA journal_mode'))[0]), 'wal',
         return ($r[0] || {}, $c->{elapsed});
     };
 
-    my $h = lock_holder($file, 1, 'ROLLBACK');
+    my $h = TB::sqlite_lock_holder($file, 1, 'ROLLBACK');
     my ($r, $took) = $send->('fresh-locked', 'fresh');
     waitpid $h->{pid}, 0;
     t_debug(sprintf 'fresh database, locked: answered %s after %.2f s',

@@ -69,39 +69,6 @@ sub rows_for {
     };
 }
 
-# Another process takes SQLite's write lock (BEGIN IMMEDIATE), says so,
-# and holds it until told, then rolls back (as in 30_db_locked.t).
-sub lock_holder {
-    pipe(my $ready_r, my $ready_w) or die "pipe: $!";
-    pipe(my $go_r, my $go_w) or die "pipe: $!";
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        close $ready_r; close $go_w;
-        my $ok = eval {
-            my $dbh = TB::db_connect();
-            $dbh->do('BEGIN IMMEDIATE');
-            syswrite $ready_w, "locked\n";
-            sysread $go_r, my $buf, 1;
-            $dbh->do('ROLLBACK');
-            $dbh->disconnect;
-            1;
-        };
-        syswrite $ready_w, "failed: $@\n" unless $ok;
-        POSIX::_exit($ok ? 0 : 1);
-    }
-    close $ready_w; close $go_r;
-    my $line = <$ready_r>;
-    die "lock holder: " . ($line // 'no answer') unless ($line // '') eq "locked\n";
-    return { pid => $pid, go => $go_w };
-}
-sub release {
-    my ($h) = @_;
-    syswrite $h->{go}, "x";
-    close $h->{go};
-    waitpid $h->{pid}, 0;
-    return $? == 0;
-}
-
 # Requests in flight at once: start() writes one on a connection of its
 # own and returns at once; answers() reads them all until the server
 # closes each, and returns them as parse_responses does, with `elapsed`
@@ -199,10 +166,10 @@ sub warmed {
     return \%pid;
 }
 {
-    my $h = lock_holder();
+    my $h = TB::sqlite_lock_holder(undef, undef, 'ROLLBACK');
     my @c = map { start(batch_url("mutex-warm-0-$_"), batch_for("warm-0-$_")) } 1 .. 6;
     Time::HiRes::sleep(1.3);
-    my $ok = release($h);
+    my $ok = TB::sqlite_lock_release($h);
     my @r = answers(@c);
     my ($round, @cold) = (0);
     do {
@@ -227,7 +194,7 @@ sub warmed {
 # writers queue behind it and give up at 300 ms.
 my $before = db_counts();
 my $off    = -s "$logs/error_log";
-my $h      = lock_holder();
+my $h      = TB::sqlite_lock_holder(undef, undef, 'ROLLBACK');
 my $t0     = Time::HiRes::time();
 my $holder = start(batch_url('mutex-holder'), batch_for('holder'));
 my (@waves, @projects);
@@ -242,7 +209,7 @@ for my $wave (1 .. $WAVES) {
 my ($hr) = answers($holder);
 my $all = Time::HiRes::time() - $t0;
 my $after = db_counts();
-my $ok = release($h);
+my $ok = TB::sqlite_lock_release($h);
 my $why = failures($off);
 {
     my %pid;
