@@ -35,19 +35,8 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <libpq-fe.h>
+#include "bench_util.h"
 
-#define MAX_IDS 4
-#define BATCH 50
-
-typedef struct {
-    int nids;
-    char *name[MAX_IDS];
-    char *value[MAX_IDS];
-    char *event_type;
-    double timestamp;
-    char *properties;
-    long long cid;                  /* resolved before the clock */
-} row_t;
 
 typedef struct {
     PGconn *conn;
@@ -69,99 +58,6 @@ static void die(PGconn *c, const char *what)
     exit(2);
 }
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double now_unix(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
-           + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0
-        || fseek(f, 0, SEEK_SET)) {
-        perror(path);
-        exit(2);
-    }
-    buf = malloc(n + 1);
-    if (!buf || fread(buf, 1, n, f) != (size_t)n) {
-        perror(path);
-        exit(2);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
-
-/* batch \t ids \t event_type \t timestamp \t properties */
-static void load_rows(const char *path)
-{
-    char *text = slurp(path), *line, *save = NULL;
-    int cap = 1024;
-
-    rows = malloc(cap * sizeof(*rows));
-    for (line = strtok_r(text, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *f[5], *s = line, *id, *isave = NULL;
-        row_t *r;
-        int i;
-
-        for (i = 0; i < 5; i++) {
-            f[i] = s;
-            if (i < 4) {
-                if (!(s = strchr(s, '\t'))) {
-                    fprintf(stderr, "pg_ceiling: bad row %d\n", nrows + 1);
-                    exit(2);
-                }
-                *s++ = '\0';
-            }
-        }
-        if (nrows == cap) {
-            cap *= 2;
-            rows = realloc(rows, cap * sizeof(*rows));
-        }
-        r = &rows[nrows++];
-        memset(r, 0, sizeof(*r));
-        for (id = strtok_r(f[1], ",", &isave); id && r->nids < MAX_IDS;
-             id = strtok_r(NULL, ",", &isave)) {
-            char *eq = strchr(id, '=');
-            if (eq) {
-                *eq = '\0';
-                r->name[r->nids] = id;
-                r->value[r->nids] = eq + 1;
-                r->nids++;
-            }
-        }
-        r->event_type = f[2];
-        r->timestamp = strtod(f[3], NULL);
-        r->properties = f[4];
-    }
-}
 
 static void quiet(void *arg, const char *message)
 {
@@ -380,7 +276,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "pg_ceiling: CONNECTIONS >= 1, SECONDS > 0\n");
         return 2;
     }
-    load_rows(argv[3]);
+    rows = load_rows(argv[3], &nrows);
     nbatches = nrows / BATCH;
     if (nbatches < 1) {
         fprintf(stderr, "pg_ceiling: fewer than %d rows\n", BATCH);
@@ -391,7 +287,7 @@ int main(int argc, char **argv)
         die(setup, "connecting");
     }
     PQsetNoticeProcessor(setup, quiet, NULL);
-    exec_ok(setup, slurp(argv[2]));
+    exec_ok(setup, slurp(argv[2], NULL));
     create_customers(setup);
     exec_ok(setup, "CHECKPOINT");
     PQfinish(setup);

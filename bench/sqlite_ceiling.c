@@ -40,19 +40,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <sqlite3.h>
+#include "bench_util.h"
 
-#define MAX_IDS 4
-#define BATCH 50
-
-typedef struct {
-    int nids;
-    char *name[MAX_IDS];
-    char *value[MAX_IDS];
-    int hard[MAX_IDS];
-    char *event_type;
-    double timestamp;
-    char *properties;
-} row_t;
 
 typedef struct {
     const char *name, *value;
@@ -68,109 +57,6 @@ static void die(const char *what)
     exit(2);
 }
 
-static double now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double now_unix(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static double cpu_seconds(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6
-           + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0
-        || fseek(f, 0, SEEK_SET)) {
-        perror(path);
-        exit(2);
-    }
-    buf = malloc(n + 1);
-    if (!buf || fread(buf, 1, n, f) != (size_t)n) {
-        perror(path);
-        exit(2);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len) {
-        *len = n;
-    }
-    return buf;
-}
-
-/* batch \t ids \t event_type \t timestamp \t properties */
-static row_t *load_rows(const char *path, int *nrows)
-{
-    size_t len;
-    char *text = slurp(path, &len), *line, *save = NULL;
-    int cap = 1024, n = 0;
-    row_t *rows = malloc(cap * sizeof(*rows));
-
-    for (line = strtok_r(text, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *f[5], *s = line, *id, *isave = NULL;
-        int i;
-        row_t *r;
-
-        for (i = 0; i < 5; i++) {
-            f[i] = s;
-            s = i < 4 ? strchr(s, '\t') : NULL;
-            if (i < 4) {
-                if (!s) {
-                    fprintf(stderr, "sqlite_ceiling: bad row %d\n", n + 1);
-                    exit(2);
-                }
-                *s++ = '\0';
-            }
-        }
-        if (n == cap) {
-            cap *= 2;
-            rows = realloc(rows, cap * sizeof(*rows));
-        }
-        r = &rows[n++];
-        memset(r, 0, sizeof(*r));
-        for (id = strtok_r(f[1], ",", &isave); id && r->nids < MAX_IDS;
-             id = strtok_r(NULL, ",", &isave)) {
-            char *eq = strchr(id, '=');
-            if (!eq) {
-                continue;
-            }
-            *eq = '\0';
-            r->name[r->nids] = id;
-            r->value[r->nids] = eq + 1;
-            /* the module's default id types: registered hard, cookie soft */
-            r->hard[r->nids] = !strcmp(id, "registered");
-            r->nids++;
-        }
-        r->event_type = f[2];
-        r->timestamp = strtod(f[3], NULL);
-        r->properties = f[4];
-    }
-    *nrows = n;
-    return rows;
-}
 
 /* FNV-1a: enough to make a distinct key per distinct event */
 static void dedup_key(const row_t *r, double ts, char out[17])

@@ -42,6 +42,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench_util.h"
 
 typedef struct {
     char *req;
@@ -71,13 +72,6 @@ typedef struct {
     char *out;                      /* -U: the rewritten request */
     size_t outcap;
 } worker_t;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void sleep_until(double t)
 {
@@ -232,17 +226,18 @@ static void *run(void *arg)
                 break;
             }
         }
-        else if ((rate > 0 ? due : now()) >= t_start + duration) {
+        else if ((rate > 0 ? due : now_mono()) >= t_start + duration) {
             break;
         }
-        if (rate > 0) {
+        if (rate > 0 || k == 0) {
+            /* closed loop too: nobody starts before the clock does */
             sleep_until(due);
         }
         rq = &reqs[(w->idx * 7 + k) % nreqs];
         if (seq0 >= 0 && rq->nts) {
             rq = unique(w, rq);
         }
-        sent = now();
+        sent = now_mono();
         for (attempt = 0; attempt < 2 && status < 0; attempt++) {
             if (fd < 0 && (fd = dial()) < 0) {
                 break;
@@ -255,7 +250,7 @@ static void *run(void *arg)
                 fd = -1;
             }
         }
-        done = now();
+        done = now_mono();
         if (status < 0) {
             w->errors++;
         }
@@ -280,33 +275,6 @@ static void *run(void *arg)
     return NULL;
 }
 
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n;
-
-    if (!f || fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0
-        || fseek(f, 0, SEEK_SET)) {
-        perror(path);
-        exit(2);
-    }
-    buf = malloc(n + 1);
-    if (!buf || fread(buf, 1, n, f) != (size_t)n) {
-        perror(path);
-        exit(2);
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
 
 int main(int argc, char **argv)
 {
@@ -392,7 +360,7 @@ int main(int argc, char **argv)
 
     th = calloc(conns, sizeof(*th));
     ws = calloc(conns, sizeof(*ws));
-    t_start = now() + 0.05;
+    t_start = now_mono() + 0.05;
     for (i = 0; i < conns; i++) {
         ws[i].idx = i;
         pthread_create(&th[i], NULL, run, &ws[i]);
@@ -404,14 +372,14 @@ int main(int argc, char **argv)
         nfalse += ws[i].nfalse;
         errors += ws[i].errors;
     }
-    t_end = now();
+    t_end = now_mono();
     all = malloc((n ? n : 1) * sizeof(double));
     n = 0;
     for (i = 0; i < conns; i++) {
         memcpy(all + n, ws[i].lat, ws[i].nlat * sizeof(double));
         n += ws[i].nlat;
     }
-    qsort(all, n, sizeof(double), cmp);
+    qsort(all, n, sizeof(double), cmp_double);
 #define PCT(q) (n ? all[(long)((n - 1) * (q))] * 1e3 : 0.0)
     printf("requests=%ld seconds=%.3f rps=%.1f p50_ms=%.3f p90_ms=%.3f "
            "p99_ms=%.3f p999_ms=%.3f max_ms=%.3f non200=%ld false=%ld "
