@@ -1184,4 +1184,42 @@ sub sqlite_lock_release {
     return $? == 0;
 }
 
+# A batch for "$tag": a customers command (ids registered=$tag and
+# $soft=s-$tag, property tag) and one $event_type event, command_ids
+# u-$tag and e-$tag, then @extra commands (JSON texts) as given.
+sub tag_batch {
+    my ($tag, $soft, $event_type, @extra) = @_;
+    $soft ||= 'cookie';
+    return '{"commands": ['
+        . join(', ',
+               qq({"name": "customers", "command_id": "u-$tag", "data": {"customer_ids": )
+               . qq({"registered": "$tag", "$soft": "s-$tag"}, "update_timestamp": 1700000000, )
+               . qq("properties": {"tag": "$tag"}}}),
+               qq({"name": "customers/events", "command_id": "e-$tag", "data": {"customer_ids": )
+               . qq({"registered": "$tag"}, "event_type": "$event_type", "timestamp": 1700000001}}),
+               @extra)
+        . ']}';
+}
+
+# tag_batch's answer: its two successes, then @extra results (JSON texts).
+sub tag_results {
+    my ($tag, @extra) = @_;
+    return '[' . join(', ', qq({"success": true, "command_id": "u-$tag"}),
+                      qq({"success": true, "command_id": "e-$tag"}), @extra) . ']';
+}
+
+# The rows tag_batch records, as db_project_rows reads them.
+sub tag_rows {
+    my ($tag, $soft, $event_type) = @_;
+    $soft ||= 'cookie';
+    my $who = join ',', sort "registered=$tag", "$soft=s-$tag";
+    return {
+        customers  => 1,
+        ids        => [ sort "registered|$tag|1|$who", "$soft|s-$tag|0|$who" ],
+        events     => [ "$who|$event_type|1700000001.000000|{}|e-$tag" ],
+        updates    => [ qq($who|{"tag":"$tag"}|1700000000.000000|u-$tag) ],
+        properties => [ qq($who|tag|"$tag"|1700000000.000000) ],
+    };
+}
+
 1;

@@ -22,36 +22,17 @@ sub same {
     return ok t_cmp($J->encode($got), $J->encode($want), $name);
 }
 
-# A batch recording one event and one property update for "$tag"; the
-# soft id is cookie on /track, email_id on /small.
+# A batch recording one event and one property update for "$tag" (soft
+# id: cookie on /track, email_id on /small), plus an invalid command.
 sub batch_for {
     my ($tag, $soft) = @_;
-    $soft ||= 'cookie';
-    return '{"commands": ['
-        . qq({"name": "customers", "command_id": "u-$tag", "data": {"customer_ids": )
-        . qq({"registered": "$tag", "$soft": "s-$tag"}, "update_timestamp": 1700000000, )
-        . qq("properties": {"tag": "$tag"}}}, )
-        . qq({"name": "customers/events", "command_id": "e-$tag", "data": {"customer_ids": )
-        . qq({"registered": "$tag"}, "event_type": "ro-test", "timestamp": 1700000001}}, )
-        . qq({"name": "customers/events", "data": {"customer_ids": {"registered": "x"}}}]});
+    return TB::tag_batch($tag, $soft, 'ro-test',
+        '{"name": "customers/events", "data": {"customer_ids": {"registered": "x"}}}');
 }
 sub results_for {
-    my ($tag) = @_;
-    return qq([{"success": true, "command_id": "u-$tag"}, {"success": true, "command_id": "e-$tag"}, )
-         . q({"success": false, "errors": ["Field 'event_type' is required."]}]);
+    return TB::tag_results($_[0], q({"success": false, "errors": ["Field 'event_type' is required."]}));
 }
-sub rows_for {
-    my ($tag, $soft) = @_;
-    $soft ||= 'cookie';
-    my $who = join ',', sort "registered=$tag", "$soft=s-$tag";
-    return {
-        customers => 1,
-        ids => [ sort "registered|$tag|1|$who", "$soft|s-$tag|0|$who" ],
-        events => [ "$who|ro-test|1700000001.000000|{}|e-$tag" ],
-        updates => [ qq($who|{"tag":"$tag"}|1700000000.000000|u-$tag) ],
-        properties => [ qq($who|tag|"$tag"|1700000000.000000) ],
-    };
-}
+sub rows_for { return TB::tag_rows($_[0], $_[1], 'ro-test') }
 
 # Refused: 503, Retry-After, the text, JSON.
 sub refused_ok {

@@ -43,31 +43,9 @@ plan tests => 14 + 5 * $WAVES * $PER_WAVE unless TB::engine() eq 'pgsql';
 
 # One customers command and one event for "$tag" (soft id: cookie on
 # /track, email_id on /small), with command_ids of its own.
-sub batch_for {
-    my ($tag, $soft) = @_;
-    $soft ||= 'cookie';
-    return '{"commands": ['
-        . qq({"name": "customers", "command_id": "u-$tag", "data": {"customer_ids": )
-        . qq({"registered": "$tag", "$soft": "s-$tag"}, "update_timestamp": 1700000000, )
-        . qq("properties": {"tag": "$tag"}}}, )
-        . qq({"name": "customers/events", "command_id": "e-$tag", "data": {"customer_ids": )
-        . qq({"registered": "$tag"}, "event_type": "mutex-test", "timestamp": 1700000001}}]});
-}
-sub results_for {
-    my ($tag) = @_;
-    return qq([{"success": true, "command_id": "u-$tag"}, {"success": true, "command_id": "e-$tag"}]);
-}
-sub rows_for {
-    my ($tag, $soft) = @_;
-    my $who = "$soft=s-$tag,registered=$tag";
-    return {
-        customers  => 1,
-        ids        => [ sort "$soft|s-$tag|0|$who", "registered|$tag|1|$who" ],
-        events     => [ "$who|mutex-test|1700000001.000000|{}|e-$tag" ],
-        updates    => [ qq($who|{"tag":"$tag"}|1700000000.000000|u-$tag) ],
-        properties => [ qq($who|tag|"$tag"|1700000000.000000) ],
-    };
-}
+sub batch_for   { return TB::tag_batch($_[0], $_[1], 'mutex-test') }
+sub results_for { return TB::tag_results($_[0]) }
+sub rows_for    { return TB::tag_rows($_[0], $_[1], 'mutex-test') }
 
 # Requests in flight at once: start() writes one on a connection of its
 # own and returns at once; answers() reads them all until the server
