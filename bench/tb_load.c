@@ -275,7 +275,6 @@ static void *run(void *arg)
     return NULL;
 }
 
-
 int main(int argc, char **argv)
 {
     const char *path = NULL, *list = NULL, *auth = NULL;

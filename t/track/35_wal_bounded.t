@@ -1,12 +1,10 @@
-# The SQLite WAL stays bounded under concurrent writers.  The module
-# replaces SQLite's automatic checkpoint with its own (tb_store.c:
-# tb_wal_hook notes the WAL's size, tb_store_checkpoint runs a passive
-# checkpoint after the answer once the WAL holds TB_WAL_CHECKPOINT_PAGES,
-# 1000 pages).  SQLite starts the WAL over only once a checkpoint has
-# copied all of it; a checkpoint racing the other writers never gets
-# there, and the -wal file grew without bound (700 MB after ~12,000
-# batches at 16 connections), until the checkpoint took the writers'
-# mutex.
+# The SQLite WAL stays bounded under concurrent writers.  SQLite starts
+# the WAL over only once a checkpoint has copied all of it.  The module
+# leaves the checkpoint to SQLite, inside the COMMIT that fills 1000
+# pages, under the writers' mutex; a checkpoint run by the module after
+# letting the mutex go (an earlier version) raced the other writers,
+# never got there, and the -wal file grew without bound (700 MB after
+# ~12,000 batches at 16 connections).
 #
 # Here about 8 clients (3 under prefork, which has 3 children), on
 # connections kept open as SDKs do, send batches of 50 events (5
