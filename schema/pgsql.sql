@@ -416,23 +416,25 @@ BEGIN
     -- they run side by side, and each also locks the profiles it writes,
     -- in id order, so two batches of one customer (a retry, an identical
     -- event) still run one after the other and see each other's rows.
-    -- Whether a batch is simple is checked before any lock and again under
-    -- the shared one; if a merge came in between, asking for the lock
-    -- alone while holding it shared may deadlock with another such batch:
-    -- PostgreSQL then fails one, which the module answers 503 (retry).
+    -- Whether a batch is simple is checked once, holding the shared lock,
+    -- in a block of its own: a batch found not simple leaves the block by
+    -- an error, which lets the shared lock go with the block's
+    -- subtransaction before the batch asks for the lock alone.  (Asking
+    -- while holding it shared could deadlock with another such batch.)
     -- the schema is set up holding this lock alone (tb_store.c): its DDL
     -- never interleaves with a batch, whose table locks it could deadlock
     PERFORM pg_advisory_xact_lock_shared(7462626174);
-    simple := tb_simple_batch(p_project, jb);
-    IF simple THEN
+    BEGIN
         PERFORM pg_advisory_xact_lock_shared(hashtextextended('track_batch/'
                                                               || p_project, 0));
         simple := tb_simple_batch(p_project, jb);
-    END IF;
-    IF NOT simple THEN
+        IF NOT simple THEN
+            RAISE EXCEPTION USING ERRCODE = 'TB002';
+        END IF;
+    EXCEPTION WHEN SQLSTATE 'TB002' THEN
         PERFORM pg_advisory_xact_lock(hashtextextended('track_batch/'
                                                        || p_project, 0));
-    END IF;
+    END;
     DELETE FROM tb_command_log WHERE expires_at <= p_now;
 
     IF simple THEN
