@@ -384,7 +384,7 @@ $fn$;
 
 -- A batch, in one statement: the statuses of its commands, comma-separated.
 -- No JIT: the planner guesses 100 rows for each jsonb_array_elements, so
--- the nested ones cost past jit_above_cost, and compiling took ~20 ms a
+-- the nested ones cost past jit_above_cost, and compiling took ~25 ms a
 -- call for statements that run in about one.
 CREATE OR REPLACE FUNCTION tb_record_batch(p_project TEXT, p_key TEXT,
                                            p_now DOUBLE PRECISION,
