@@ -165,7 +165,8 @@ static const char *tb_sql_pgsql(int i)
     switch (i) {
     case TB_RECORD_BATCH:
         return "SELECT tb_record_batch(%s, %s, CAST(%s AS DOUBLE PRECISION),"
-               " CAST(%s AS DOUBLE PRECISION), CAST(%s AS JSON))";
+               " CAST(%s AS DOUBLE PRECISION), CAST(%s AS JSON),"
+               " CAST(%s AS TEXT[]))";
     case TB_KEY_BY_ID:
     case TB_KEY_BY_TOKEN:
     case TB_KEY_PERMS:
@@ -1135,21 +1136,29 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
     return NULL;
 }
 
-/* PostgreSQL: the valid commands as one JSON array, recorded by one call
- * of tb_record_batch(); its answer lists each command's fate in order. */
-/* An upper bound of the length of tb_pg_write's batch text. */
-static apr_size_t tb_pg_batch_len(const tb_batch *batch)
+/* PostgreSQL: the valid commands as one JSON array without their
+ * properties, and the properties as a text array beside it, recorded by
+ * one call of tb_record_batch(); its answer lists each command's fate in
+ * order.  The properties, most of a batch, are stored as text: apart, the
+ * server takes them as they are instead of parsing them as JSON twice and
+ * cutting them back out of the parsed batch. */
+/* Upper bounds of the lengths of tb_pg_write's batch and array texts. */
+static apr_size_t tb_pg_batch_len(const tb_batch *batch, apr_size_t *props)
 {
     apr_size_t n = 2;
     int i, j;
+
+    *props = 3;
 
     for (i = 0; i < batch->commands->nelts; i++) {
         const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
         if (c->kind != TB_CMD_CUSTOMER && c->kind != TB_CMD_EVENT) {
             continue;
         }
-        /* keys, punctuation, a number of at most 32 characters, the key */
-        n += 160 + strlen(c->properties);
+        /* keys, punctuation, a number of at most 32 characters, the key;
+         * an array element: quotes, a comma, each byte escaped at worst */
+        n += 160;
+        *props += 3 + 2 * strlen(c->properties);
         for (j = 0; j < c->ids->nelts; j++) {
             const tb_id *id = &APR_ARRAY_IDX(c->ids, j, tb_id);
             n += 12 + tb_jstr_len(id->name, strlen(id->name))
@@ -1168,20 +1177,40 @@ static apr_size_t tb_pg_batch_len(const tb_batch *batch)
     return n;
 }
 
+/* Append @a v as a quoted element of a PostgreSQL array literal. */
+static void tb_sb_add_pg_elem(tb_sb_t *sb, const char *v)
+{
+    const char *run = v;
+
+    tb_sb_add(sb, "\"", 1);
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\') {
+            tb_sb_add(sb, run, v - run);
+            tb_sb_add(sb, "\\", 1);
+            run = v;
+        }
+    }
+    tb_sb_add(sb, run, v - run);
+    tb_sb_add(sb, "\"", 1);
+}
+
 static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
                                const char *key_id, tb_batch *batch,
                                double received, double dedup_window)
 {
     apr_array_header_t *rows;
-    tb_sb_t sb;
+    tb_sb_t sb, props;
+    apr_size_t props_len;
     const char *what, *st;
     char *out, *last;
     int i, j, rv, first = 1;
 
     /* sized first: a pool buffer grown by doubling would leave every
      * smaller copy behind, ~2 x the batch for the largest one */
-    tb_sb_init(&sb, p, tb_pg_batch_len(batch));
+    tb_sb_init(&sb, p, tb_pg_batch_len(batch, &props_len));
+    tb_sb_init(&props, p, props_len);
     tb_sb_add(&sb, "[", 1);
+    tb_sb_add(&props, "{", 1);
     for (i = 0; i < batch->commands->nelts; i++) {
         const tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
         if (c->kind != TB_CMD_CUSTOMER && c->kind != TB_CMD_EVENT) {
@@ -1201,8 +1230,10 @@ static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
         }
         tb_sb_adds(&sb, "],\"t\":");
         tb_sb_adds(&sb, tb_num(p, c->time));
-        tb_sb_adds(&sb, ",\"p\":");
-        tb_sb_adds(&sb, c->properties);
+        if (props.len > 1) {
+            tb_sb_add(&props, ",", 1);
+        }
+        tb_sb_add_pg_elem(&props, c->properties);
         if (c->event_type) {
             tb_sb_adds(&sb, ",\"et\":");
             tb_sb_add_jstr(&sb, c->event_type, strlen(c->event_type));
@@ -1219,10 +1250,12 @@ static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
         tb_sb_add(&sb, "}", 1);
     }
     tb_sb_add(&sb, "]", 1);
+    tb_sb_add(&props, "}", 1);
 
     what = tb_select(s, p, TB_RECORD_BATCH, &rv, "recording the batch", &rows,
-                     1, 5, project, key_id ? key_id : "", tb_num(p, received),
-                     tb_num(p, dedup_window), tb_sb_str(&sb));
+                     1, 6, project, key_id ? key_id : "", tb_num(p, received),
+                     tb_num(p, dedup_window), tb_sb_str(&sb),
+                     tb_sb_str(&props));
     if (what && rv == APR_TIMEUP) {
         return apr_pstrcat(p, tb_dbd_error(s, p, what, rv), "; kept if the "
                            "server committed it before it stopped answering "

@@ -290,15 +290,22 @@ DROP FUNCTION IF EXISTS tb_record_command(TEXT, TEXT, DOUBLE PRECISION,
 DROP FUNCTION IF EXISTS tb_record_command(TEXT, TEXT, DOUBLE PRECISION,
                                           DOUBLE PRECISION, DOUBLE PRECISION,
                                           JSON);
+DROP FUNCTION IF EXISTS tb_record_command(TEXT, TEXT, DOUBLE PRECISION,
+                                          DOUBLE PRECISION, DOUBLE PRECISION,
+                                          JSON, BIGINT);
+DROP FUNCTION IF EXISTS tb_record_batch(TEXT, TEXT, DOUBLE PRECISION,
+                                        DOUBLE PRECISION, JSON);
 
 -- One command (see tb_write_command in tb_store.c): status 'ok', 'dup', or
--- 'conflict:<hard id name>'.  customer: in, the profile every id of the
--- command is known to name (NULL: look them up); out, the profile used.
+-- 'conflict:<hard id name>'.  c: the command without its properties,
+-- which are p.  customer: in, the profile every id of the command is
+-- known to name (NULL: look them up); out, the profile used.
 CREATE OR REPLACE FUNCTION tb_record_command(p_project TEXT, p_key TEXT,
                                              p_now DOUBLE PRECISION,
                                              p_since DOUBLE PRECISION,
                                              p_expires DOUBLE PRECISION,
-                                             c JSON, INOUT customer BIGINT,
+                                             c JSON, p TEXT,
+                                             INOUT customer BIGINT,
                                              OUT status TEXT)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -341,15 +348,15 @@ BEGIN
         END IF;
         INSERT INTO tb_events (project, customer_id, event_type, timestamp,
                                properties, received_at, command_id, dedup_key)
-        VALUES (p_project, customer, c ->> 'et', at, (c -> 'p')::text, p_now,
-                cid, c ->> 'dk');
+        VALUES (p_project, customer, c ->> 'et', at, p, p_now, cid,
+                c ->> 'dk');
     ELSE
         INSERT INTO tb_customer_updates (project, customer_id, properties,
                                          update_time, received_at, command_id)
-        VALUES (p_project, customer, (c -> 'p')::text, at, p_now, cid);
+        VALUES (p_project, customer, p, at, p_now, cid);
         INSERT INTO tb_customer_properties AS cur (customer_id, name, value,
                                                    updated_at)
-        SELECT customer, key, value::text, at FROM json_each(c -> 'p')
+        SELECT customer, key, value::text, at FROM json_each(p::json)
         ON CONFLICT (customer_id, name) DO UPDATE
            SET value = excluded.value, updated_at = excluded.updated_at
          WHERE excluded.updated_at > cur.updated_at
@@ -383,16 +390,20 @@ RETURNS BOOLEAN LANGUAGE sql STABLE AS $fn$
 $fn$;
 
 -- A batch, in one statement: the statuses of its commands, comma-separated.
+-- p_commands holds the commands without their properties; p_props holds
+-- them, in the same order, as the text to store (see tb_pg_write).
 -- No JIT: the planner guesses 100 rows for each jsonb_array_elements, so
 -- the nested ones cost past jit_above_cost, and compiling took ~25 ms a
 -- call for statements that run in about one.
 CREATE OR REPLACE FUNCTION tb_record_batch(p_project TEXT, p_key TEXT,
                                            p_now DOUBLE PRECISION,
                                            p_window DOUBLE PRECISION,
-                                           p_commands JSON)
+                                           p_commands JSON,
+                                           p_props TEXT[])
 RETURNS TEXT LANGUAGE plpgsql SET jit = off AS $fn$
 DECLARE
     c       JSON;
+    o       BIGINT;
     out     TEXT[] := '{}';
     simple  BOOLEAN;
     result  TEXT;
@@ -493,12 +504,9 @@ BEGIN
             INSERT INTO tb_events (project, customer_id, event_type,
                                    timestamp, properties, received_at,
                                    command_id, dedup_key)
-            -- properties as sent: from the json text, not the jsonb
-            SELECT p_project, s.customer, s.et, s.t, (j.c -> 'p')::text,
-                   p_now, s.cid, s.dk
+            SELECT p_project, s.customer, s.et, s.t, p_props[s.o], p_now,
+                   s.cid, s.dk
               FROM s
-              JOIN json_array_elements(p_commands) WITH ORDINALITY AS j (c, o)
-                ON j.o = s.o
              WHERE NOT s.logged AND NOT s.same
              ORDER BY s.o
         )
@@ -511,7 +519,8 @@ BEGIN
     -- A command whose ids all name one profile met earlier in the batch
     -- skips identity, as in tb_store.c (tb_known); a merge or a moved id
     -- voids the map.
-    FOR c IN SELECT * FROM json_array_elements(p_commands) LOOP
+    FOR c, o IN SELECT * FROM json_array_elements(p_commands)
+                          WITH ORDINALITY LOOP
         SELECT CASE WHEN count(*) > 0 AND count(v) = count(*)
                          AND min(v) = max(v) THEN min(v) END
           INTO cust
@@ -521,7 +530,8 @@ BEGIN
         moves := current_setting('track_batch.moves', true);
         SELECT r.customer, r.status INTO cust, st
           FROM tb_record_command(p_project, p_key, p_now, p_now - 90 * 86400,
-                                 p_now + p_window, c, cust) AS r;
+                                 p_now + p_window, c, p_props[o], cust)
+               AS r;
         IF current_setting('track_batch.moves', true)
            IS DISTINCT FROM moves THEN
             known := '{}';
