@@ -106,8 +106,10 @@ ok t_cmp(wait_logged('m=redact1&access_token=redacted', 'm=redact2'), 1,
 my $logs = logs_text();
 ok t_cmp($logs, qr/Request received from client: POST \S*m=redact1&access_token=redacted /,
          'trace5 request line logged, redacted');
-ok t_cmp($logs, qr/^\S.*\] +Authorization: redacted$/m,
-         'trace4 request headers logged, Authorization redacted');
+# line by line: as one /m match over the whole log, Perl looks for the
+# fixed text afresh from every line start, which took minutes on 40 MB
+ok t_cmp(scalar(grep { /^\S.*\] +Authorization: redacted$/ } split /\n/, $logs),
+         qr/^[1-9]/, 'trace4 request headers logged, Authorization redacted');
 
 # 2. The request line in pieces, split inside the name and the token.
 my $out = raw_http(pieces => [ "POST $path?m=redact3&acc", \0.2,
