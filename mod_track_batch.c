@@ -117,6 +117,7 @@ typedef struct {
     int rate_used;                            /* a TrackBatchRateLimit exists */
     tb_rate_table *rates;                     /* shared by all children */
     apr_global_mutex_t *writers;              /* SQLite writers, all children */
+    tb_writeq *queue;                         /* per child: its writers */
 } tb_server_conf;
 
 /* Credentials taken off a request before httpd logs it (trace4 dumps the
@@ -729,7 +730,7 @@ static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
     why = tb_store_attach(dbd->pool, dbd->driver, dbd->handle,
                           tb_busy_timeout(conf), store);
     if (!why) {
-        tb_store_set_writers(*store, sconf->writers);
+        tb_store_set_writers(*store, sconf->writers, sconf->queue);
     }
     return why;
 }
@@ -1384,6 +1385,12 @@ static void tb_child_init(apr_pool_t *pchild, server_rec *s)
         apr_status_t rv = APR_SUCCESS;
 
         sc->writers = writers;
+        /* per server: mod_dbd's database is set per server */
+        if (tb_writeq_create(pchild, &sc->queue) != APR_SUCCESS) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sv, TBLOGNO(00023)
+                         "no queue of SQLite writers in this process: each "
+                         "batch will be committed by itself");
+        }
         /* without a mutex every request asks mod_dbd, as without the gate */
         sc->gate = apr_pcalloc(pchild, sizeof(*sc->gate));
         if (apr_thread_mutex_create(&sc->gate->probe,

@@ -30,6 +30,8 @@
 
 #include <apr_hash.h>
 #include <apr_strings.h>
+#include <apr_thread_cond.h>
+#include <apr_thread_mutex.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
@@ -177,6 +179,34 @@ static const char *tb_sql_pgsql(int i)
     }
 }
 
+/* SQLite: a batch waiting in its process's queue of writers. */
+typedef struct tb_write_req tb_write_req;
+struct tb_write_req {
+    tb_write_req *next;
+    apr_pool_t *p;              /* its request's pool */
+    const char *project;
+    const char *key_id;
+    tb_batch *batch;
+    double received;
+    double dedup_window;
+    enum { TB_W_QUEUED, TB_W_TAKEN, TB_W_DONE } state;
+    const char *what;           /* once done: NULL, or why it failed */
+};
+
+/* SQLite: the writers of one process (and one server's database).  The
+ * first to find no writer at work becomes the writer: once it holds the
+ * writers' mutex it takes every batch queued by then, its own among them,
+ * and commits them together.  A commit's sync of the log is most of the
+ * time a batch holds the database, so under load one sync serves many
+ * batches; alone, a batch is written as it would be by itself. */
+struct tb_writeq {
+    apr_thread_mutex_t *lock;
+    apr_thread_cond_t *changed; /* a group was written, or a writer quit */
+    tb_write_req *head;
+    tb_write_req **tail;
+    int writing;                /* a thread is the writer */
+};
+
 struct tb_store {
     int pg;                     /* PostgreSQL, else SQLite */
     apr_pool_t *pool;           /* the connection's */
@@ -188,6 +218,7 @@ struct tb_store {
     apr_interval_time_t waited; /* PostgreSQL: this request's waits so far */
     unsigned moves;             /* SQLite: merges and moved ids, counted */
     apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
+    tb_writeq *queue;               /* SQLite: this process's writers */
     int unanswered;             /* PostgreSQL: the last statement got no
                                  * answer (timed out, link lost) */
 };
@@ -1089,31 +1120,29 @@ identified:
  * kept.  BEGIN IMMEDIATE takes the write lock up front (waiting in
  * tb_sqlite_busy until the deadline); the statements inside then never
  * meet a busy database.  *errp is the SQLite result code of a failure. */
-static const char *tb_write_once(tb_store *s, apr_pool_t *p,
-                                 const char *project, const char *key_id,
-                                 tb_batch *batch, double received,
-                                 double dedup_window, int *errp)
+/* One batch of a group, inside the group's transaction and a savepoint
+ * of its own, so a batch that fails leaves the others of the group to be
+ * committed. */
+static const char *tb_write_batch(tb_store *s, tb_write_req *w, int *errp)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
-    const char *now = tb_num(p, received), *what = NULL;
-    const char *since = tb_num(p, received - TB_EVENT_DEDUP_WINDOW);
-    const char *expires = tb_num(p, received + dedup_window);
+    apr_pool_t *p = w->p;
+    const char *now = tb_num(p, w->received), *what = NULL;
+    const char *since = tb_num(p, w->received - TB_EVENT_DEDUP_WINDOW);
+    const char *expires = tb_num(p, w->received + w->dedup_window);
     apr_hash_t *known = apr_hash_make(p);
     int i, rv = 0;
 
-    *errp = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    *errp = sqlite3_exec(db, "SAVEPOINT tb_batch", NULL, NULL, NULL);
     if (*errp != SQLITE_OK) {
-        return apr_psprintf(p, "starting a transaction: %s (%d)",
+        return apr_psprintf(p, "starting the batch: %s (%d)",
                             sqlite3_errmsg(db), *errp);
     }
-
-    what = tb_query(s, p, TB_PURGE_LOG, &rv, "forgetting old command_ids",
-                    1, now);
-    for (i = 0; i < batch->commands->nelts && !what; i++) {
-        tb_command *c = &APR_ARRAY_IDX(batch->commands, i, tb_command);
+    for (i = 0; i < w->batch->commands->nelts && !what; i++) {
+        tb_command *c = &APR_ARRAY_IDX(w->batch->commands, i, tb_command);
         if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
-            what = tb_write_command(s, p, project, key_id, c, now, since,
-                                    expires, known, &rv);
+            what = tb_write_command(s, p, w->project, w->key_id, c, now,
+                                    since, expires, known, &rv);
         }
     }
     if (what) {
@@ -1121,19 +1150,91 @@ static const char *tb_write_once(tb_store *s, apr_pool_t *p,
          * having returned a bare SQLITE_ERROR */
         *errp = sqlite3_errcode(db);
         what = tb_dbd_error(s, p, what, rv);
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(db, "ROLLBACK TO tb_batch; RELEASE tb_batch", NULL,
+                     NULL, NULL);
         return what;
     }
-    *errp = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    *errp = sqlite3_exec(db, "RELEASE tb_batch", NULL, NULL, NULL);
     if (*errp != SQLITE_OK) {
+        return apr_psprintf(p, "ending the batch: %s (%d)",
+                            sqlite3_errmsg(db), *errp);
+    }
+    return NULL;
+}
+
+/* Every batch of a group fails with @a what, copied into each batch's own
+ * pool: the writer's request may end before the others read it. */
+static void tb_fail_group(tb_write_req *first, const char *what)
+{
+    tb_write_req *w;
+
+    for (w = first; w; w = w->next) {
+        w->what = apr_pstrdup(w->p, what);
+    }
+}
+
+/* BEGIN IMMEDIATE takes SQLite's write lock up front, waiting in
+ * tb_sqlite_busy until the deadline. */
+static const char *tb_begin(tb_store *s, apr_pool_t *p)
+{
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+    int err = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+    if (err != SQLITE_OK) {
+        return apr_psprintf(p, "starting a transaction: %s (%d)",
+                            sqlite3_errmsg(db), err);
+    }
+    return NULL;
+}
+
+/* A group of batches (the list from @a first), in the transaction
+ * tb_begin opened: one commit, so one sync of the log, for all of them.
+ * Each gets its own outcome in ->what; a failed COMMIT is every batch's. */
+static void tb_write_group(tb_store *s, apr_pool_t *p, tb_write_req *first)
+{
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+    const char *what;
+    tb_write_req *w;
+    int err, rv = 0;
+
+    what = tb_query(s, p, TB_PURGE_LOG, &rv, "forgetting old command_ids",
+                    1, tb_num(p, first->received));
+    if (what && sqlite3_errcode(db) == SQLITE_SCHEMA) {
+        /* another connection changed the schema (an admin's index, say):
+         * apr_dbd's legacy sqlite3_prepare never re-prepares by itself */
+        what = tb_prepare(s, p);
+        if (!what) {
+            what = tb_query(s, p, TB_PURGE_LOG, &rv,
+                            "forgetting old command_ids", 1,
+                            tb_num(p, first->received));
+        }
+    }
+    if (what) {
+        what = tb_dbd_error(s, p, what, rv);
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        tb_fail_group(first, what);
+        return;
+    }
+    for (w = first; w; w = w->next) {
+        w->what = tb_write_batch(s, w, &err);
+        if (w->what && err == SQLITE_SCHEMA) {
+            /* as above; the first statement of the group may well have
+             * been prepared again already */
+            w->what = tb_prepare(s, w->p);
+            if (!w->what) {
+                w->what = tb_write_batch(s, w, &err);
+            }
+        }
+    }
+    err = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (err != SQLITE_OK) {
         /* a failed COMMIT leaves SQLite inside the transaction, and the
          * next request on this pooled connection could not BEGIN */
         what = apr_psprintf(p, "committing: %s (%d)", sqlite3_errmsg(db),
-                            *errp);
+                            err);
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        return what;
+        tb_fail_group(first, what);
     }
-    return NULL;
 }
 
 /* PostgreSQL: the valid commands as one JSON array without their
@@ -1288,13 +1389,118 @@ static const char *tb_pg_write(tb_store *s, apr_pool_t *p, const char *project,
     return NULL;
 }
 
+static const char tb_busy[] = "the database is busy: other writers held it "
+                              "until the deadline";
+
+/* Waiting writers block on the mutex and take it as soon as it is free,
+ * in turn; polling SQLite's lock in naps lets a newcomer overtake a
+ * waiter, which is where the slowest answers came from.  A mechanism
+ * without a timed lock (Mutex directive) leaves SQLite's lock alone to
+ * order writers. */
+static const char *tb_writers_lock(tb_store *s, apr_interval_time_t wait,
+                                   int *locked)
+{
+    *locked = 0;
+    if (s->writers) {
+        apr_status_t rv = apr_global_mutex_timedlock(s->writers,
+                                                     wait > 0 ? wait : 0);
+        if (rv == APR_TIMEUP) {
+            return tb_busy;
+        }
+        *locked = rv == APR_SUCCESS;
+    }
+    return NULL;
+}
+
+/* A batch by itself: a group of one (no queue in this process). */
+static const char *tb_write_alone(tb_store *s, tb_write_req *w,
+                                  apr_interval_time_t wait)
+{
+    int locked;
+
+    w->next = NULL;
+    w->what = tb_writers_lock(s, wait, &locked);
+    if (!w->what) {
+        w->what = tb_begin(s, w->p);
+    }
+    if (!w->what) {
+        tb_write_group(s, w->p, w);
+    }
+    if (locked) {
+        apr_global_mutex_unlock(s->writers);
+    }
+    return w->what;
+}
+
+/* Called with q->lock held. */
+static void tb_unqueue(tb_writeq *q, tb_write_req *w)
+{
+    tb_write_req **at = &q->head;
+
+    while (*at != w) {
+        at = &(*at)->next;
+    }
+    *at = w->next;
+    if (q->tail == &w->next) {
+        q->tail = at;
+    }
+    w->state = TB_W_DONE;
+}
+
+/* The writer's turn (q->writing is set, q->lock not held): take the
+ * writers' mutex and SQLite's lock, then every batch queued by then, and
+ * write them as one group through this thread's connection.  Batches are
+ * taken only once the locks are held, so a queued batch waits for the
+ * database no longer than its own deadline.  A writer that cannot get the
+ * locks in time gives up its own batch only; a queued one becomes the
+ * writer. */
+static void tb_lead(tb_store *s, tb_writeq *q, tb_write_req *me,
+                    apr_interval_time_t wait)
+{
+    tb_write_req *group, *w;
+    int locked;
+    const char *why = tb_writers_lock(s, wait, &locked);
+
+    if (!why) {
+        why = tb_begin(s, me->p);
+    }
+    apr_thread_mutex_lock(q->lock);
+    if (why) {
+        tb_unqueue(q, me);
+        me->what = why;
+        apr_thread_mutex_unlock(q->lock);
+        if (locked) {
+            apr_global_mutex_unlock(s->writers);
+        }
+        return;
+    }
+    group = q->head;
+    q->head = NULL;
+    q->tail = &q->head;
+    for (w = group; w; w = w->next) {
+        w->state = TB_W_TAKEN;
+    }
+    apr_thread_mutex_unlock(q->lock);
+
+    tb_write_group(s, me->p, group);
+    if (locked) {
+        apr_global_mutex_unlock(s->writers);
+    }
+
+    apr_thread_mutex_lock(q->lock);
+    for (w = group; w; w = w->next) {
+        w->state = TB_W_DONE;
+    }
+    apr_thread_mutex_unlock(q->lock);
+}
+
 const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            const char *key_id, tb_batch *batch,
                            double received, double dedup_window,
                            apr_interval_time_t wait)
 {
-    const char *what;
-    int err = 0, locked = 0;
+    tb_writeq *q = s->queue;
+    tb_write_req me;
 
     if (batch->n_valid == 0) {
         return NULL;
@@ -1307,39 +1513,68 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            dedup_window);
     }
     tb_set_deadline(s, wait);
-    /* Waiting writers block on the mutex and take it as soon as it is
-     * free, in turn; polling SQLite's lock in naps lets a newcomer overtake
-     * a waiter, which is where the slowest answers came from.  A
-     * mechanism without a timed lock (Mutex directive) leaves SQLite's
-     * lock alone to order writers. */
-    if (s->writers) {
-        apr_status_t rv = apr_global_mutex_timedlock(s->writers, wait);
-        if (rv == APR_TIMEUP) {
-            return "the database is busy: other writers held it until the "
-                   "deadline";
+    me.p = p;
+    me.project = project;
+    me.key_id = key_id;
+    me.batch = batch;
+    me.received = received;
+    me.dedup_window = dedup_window;
+    if (!q) {
+        return tb_write_alone(s, &me, wait);
+    }
+    me.state = TB_W_QUEUED;
+    me.next = NULL;
+    apr_thread_mutex_lock(q->lock);
+    *q->tail = &me;
+    q->tail = &me.next;
+    while (me.state != TB_W_DONE) {
+        apr_time_t now;
+
+        if (!q->writing) {
+            q->writing = 1;
+            apr_thread_mutex_unlock(q->lock);
+            tb_lead(s, q, &me, s->deadline - apr_time_now());
+            apr_thread_mutex_lock(q->lock);
+            q->writing = 0;
+            apr_thread_cond_broadcast(q->changed);
+            continue;
         }
-        locked = rv == APR_SUCCESS;
-    }
-    what = tb_write_once(s, p, project, key_id, batch, received,
-                         dedup_window, &err);
-    if (what && err == SQLITE_SCHEMA) {
-        /* another connection changed the schema (an admin's index, say):
-         * apr_dbd's legacy sqlite3_prepare never re-prepares by itself */
-        what = tb_prepare(s, p);
-        if (!what) {
-            what = tb_write_once(s, p, project, key_id, batch, received,
-                         dedup_window, &err);
+        if (me.state == TB_W_TAKEN) {
+            /* being written: its outcome comes with the group's commit */
+            apr_thread_cond_wait(q->changed, q->lock);
+            continue;
         }
+        now = apr_time_now();
+        if (now >= s->deadline) {
+            tb_unqueue(q, &me);
+            me.what = tb_busy;
+            break;
+        }
+        apr_thread_cond_timedwait(q->changed, q->lock, s->deadline - now);
     }
-    if (locked) {
-        apr_global_mutex_unlock(s->writers);
-    }
-    return what;
+    apr_thread_mutex_unlock(q->lock);
+    return me.what;
 }
 
-void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers)
+void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers,
+                          tb_writeq *queue)
 {
     s->writers = writers;
+    s->queue = queue;
+}
+
+apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out)
+{
+    tb_writeq *q = apr_pcalloc(p, sizeof(*q));
+    apr_status_t rv;
+
+    rv = apr_thread_mutex_create(&q->lock, APR_THREAD_MUTEX_DEFAULT, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&q->changed, p);
+    }
+    q->tail = &q->head;
+    *out = rv == APR_SUCCESS ? q : NULL;
+    return rv;
 }
 
 /*--------------------------------------------------------------------------*/

@@ -55,7 +55,9 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
 
 /**
  * Record the valid commands of a batch in one transaction, committed
- * before returning.  Nothing is kept when anything fails.  A command whose
+ * before returning (on SQLite, maybe with other batches of the process:
+ * see tb_store_set_writers).  Nothing of the batch is kept when anything
+ * fails.  A command whose
  * ids cannot name one customer is marked invalid with its error and the
  * others are kept; a retried command_id (same key, within the window) or
  * an identical event is marked duplicate and not kept again.
@@ -76,12 +78,22 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            double received, double dedup_window,
                            apr_interval_time_t wait);
 
+/** SQLite: a process's queue of writers to one database (tb_store_write). */
+typedef struct tb_writeq tb_writeq;
+
+/** Make a queue of writers, for the life of @a p (a child's pool). */
+apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out);
+
 /**
  * SQLite: have tb_store_write take @a writers (a cross-process mutex
  * with a timed lock) around its transaction, so writers of all processes
  * queue on it instead of polling SQLite's lock.  NULL: SQLite's lock only.
+ * With @a queue (shared by the threads of a process that write to the
+ * same database), batches that wait for the database at the same time
+ * are committed together; NULL: each batch is its own transaction.
  */
-void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers);
+void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers,
+                          tb_writeq *queue);
 
 struct tb_key;
 

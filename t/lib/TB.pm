@@ -1142,6 +1142,53 @@ sub log_from {
 
 push @TB::EXPORT_OK, qw(parent_pid log_from);
 
+# Requests in flight at once: start_request() writes one POST on a
+# connection of its own (to host:port $hp) and returns at once;
+# read_answers() reads them all until the server closes each, and returns
+# them as parse_responses does, with `elapsed` (from sending to the end of
+# the answer).
+sub start_request {
+    my ($hp, $path, $body) = @_;
+    require IO::Socket::INET;
+    require Time::HiRes;
+    my $sock = IO::Socket::INET->new(PeerAddr => $hp, Timeout => 10)
+        or die "connect $hp: $!";
+    my $req = http_request('POST', $path, $body, Host => $hp,
+                           'Content-Type' => 'application/json',
+                           Connection => 'close');
+    local $SIG{PIPE} = 'IGNORE';
+    for (my $off = 0; $off < length $req;) {
+        my $n = syswrite($sock, $req, length($req) - $off, $off);
+        die "send: $!" unless defined $n;
+        $off += $n;
+    }
+    return { sock => $sock, t0 => Time::HiRes::time(), raw => '' };
+}
+sub read_answers {
+    my @c = @_;
+    require IO::Select;
+    require Time::HiRes;
+    my %by = map { fileno($_->{sock}) => $_ } @c;
+    my $sel = IO::Select->new(map { $_->{sock} } @c);
+    my $deadline = Time::HiRes::time() + 30;
+    while ($sel->count && (my $left = $deadline - Time::HiRes::time()) > 0) {
+        for my $s ($sel->can_read($left)) {
+            my $c = $by{ fileno $s };
+            my $n = sysread($s, my $buf, 65536);
+            if ($n) { $c->{raw} .= $buf; next }
+            $c->{elapsed} = Time::HiRes::time() - $c->{t0};
+            $sel->remove($s);
+            close $s;
+        }
+    }
+    return map {
+        my @r = parse_responses($_->{raw});
+        my $r = $r[0] || { status => 'none', headers => {}, body => $_->{raw} };
+        $r->{elapsed} = $_->{elapsed} // 'no end';
+        $r;
+    } @c;
+}
+
 # Another process takes SQLite's write lock (BEGIN IMMEDIATE), says so,
 # holds it for $hold seconds (or until told by sqlite_lock_release, when
 # $hold is undef), then runs @sql and ends its transaction with $end

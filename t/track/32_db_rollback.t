@@ -9,6 +9,7 @@ use warnings FATAL => 'all';
 
 use Apache::Test;
 use Apache::TestUtil;
+use Time::HiRes ();
 use lib 't/lib';
 use TB qw(batch_url json hostport_of post_at db_file db_create db_project_rows no_rows
           results_text error_body_re);
@@ -82,7 +83,7 @@ sub served_ok {
              "200 $want", "$name: 200, results");
 }
 
-plan tests => 3 + 6 + 4 + 4 + 3 + 6;
+plan tests => 3 + 6 + 4 + 4 + 3 + 6 + 4;
 
 my $a_rows = sub {
     my ($who, @extra) = @_;
@@ -188,4 +189,38 @@ my $existing = rows('rb-existing');
     same([ map { rows("rb-next-$_") } 1 .. 6 ],
          [ map { $a_rows->("next$_") } 1 .. 6 ], 'the six after it are recorded');
     same(rows('rb-existing'), $existing, 'and the customer from before is untouched');
+}
+
+# Batches that wait for the database at the same time are committed
+# together (one transaction, one sync of the log), and each keeps its own
+# outcome.  Another process holds SQLite's write lock while nine batches
+# arrive, each on a connection of its own, so they queue up together;
+# every third fails in its last command.  Once the lock is free the six
+# others are recorded in full and the three refused with nothing kept,
+# whichever batches they were committed with.  (Under prefork each
+# process writes one batch at a time, so there the batches are committed
+# one by one; the outcome must be the same.)
+{
+    my $faulty = sub { $_[0] % 3 == 0 };
+    my $h = TB::sqlite_lock_holder($file, undef, 'ROLLBACK');
+    my @c = map {
+        TB::start_request($HP, batch_url("rb-group-$_"),
+            batch(cmd_customer("group$_", '{"p": 1, "q": "a"}', 1700000000, 'u1'),
+                  cmd_event("group$_", 'ok', 'e1'),
+                  $faulty->($_) ? cmd_event("group$_", 'explode', 'e2') : ()))
+    } 1 .. 9;
+    Time::HiRes::sleep(1);
+    my $released = TB::sqlite_lock_release($h);
+    my @r = TB::read_answers(@c);
+    ok t_cmp($released, 1, 'batches committed together: the lock holder ended cleanly');
+    ok t_cmp(join(' ', map { $_->{status} } @r),
+             join(' ', map { $faulty->($_) ? 503 : 200 } 1 .. 9),
+             'batches committed together: the faulty ones 503, the others 200');
+    ok t_cmp(join("\n", map { $faulty->($_) ? ($r[$_ - 1]{body} =~ error_body_re($TEXT) ? 'refused' : $r[$_ - 1]{body})
+                                            : (results_text($r[$_ - 1]{body}) // $r[$_ - 1]{body}) } 1 .. 9),
+             join("\n", map { $faulty->($_) ? 'refused' : ok_results('u1', 'e1') } 1 .. 9),
+             'batches committed together: each its own answer');
+    same([ map { rows("rb-group-$_") } 1 .. 9 ],
+         [ map { $faulty->($_) ? no_rows() : $a_rows->("group$_") } 1 .. 9 ],
+         'batches committed together: the six recorded in full, nothing of the three');
 }

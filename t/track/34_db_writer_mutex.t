@@ -20,13 +20,11 @@ use warnings FATAL => 'all';
 
 use Apache::Test;
 use Apache::TestUtil;
-use IO::Select ();
-use IO::Socket::INET ();
 use POSIX ();
 use Time::HiRes ();
 use lib 't/lib';
 use TB qw(db db_counts db_project_rows no_rows batch_url json results_text
-          error_body_re hostport_of http_request parse_responses post_json
+          error_body_re hostport_of post_json
           log_from parent_pid);
 
 my $J    = json();
@@ -47,48 +45,10 @@ sub batch_for   { return TB::tag_batch($_[0], $_[1], 'mutex-test') }
 sub results_for { return TB::tag_results($_[0]) }
 sub rows_for    { return TB::tag_rows($_[0], $_[1], 'mutex-test') }
 
-# Requests in flight at once: start() writes one on a connection of its
-# own and returns at once; answers() reads them all until the server
-# closes each, and returns them as parse_responses does, with `elapsed`
-# (from sending to the end of the answer).
+# Requests in flight at once, on connections of their own (TB.pm).
 my $HP = hostport_of();
-sub start {
-    my ($path, $body) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => $HP, Timeout => 10)
-        or die "connect $HP: $!";
-    my $req = http_request('POST', $path, $body, Host => $HP,
-                           'Content-Type' => 'application/json',
-                           Connection => 'close');
-    local $SIG{PIPE} = 'IGNORE';
-    for (my $off = 0; $off < length $req;) {
-        my $n = syswrite($sock, $req, length($req) - $off, $off);
-        die "send: $!" unless defined $n;
-        $off += $n;
-    }
-    return { sock => $sock, t0 => Time::HiRes::time(), raw => '' };
-}
-sub answers {
-    my @c = @_;
-    my %by = map { fileno($_->{sock}) => $_ } @c;
-    my $sel = IO::Select->new(map { $_->{sock} } @c);
-    my $deadline = Time::HiRes::time() + 30;
-    while ($sel->count && (my $left = $deadline - Time::HiRes::time()) > 0) {
-        for my $s ($sel->can_read($left)) {
-            my $c = $by{ fileno $s };
-            my $n = sysread($s, my $buf, 65536);
-            if ($n) { $c->{raw} .= $buf; next }
-            $c->{elapsed} = Time::HiRes::time() - $c->{t0};
-            $sel->remove($s);
-            close $s;
-        }
-    }
-    return map {
-        my @r = parse_responses($_->{raw});
-        my $r = $r[0] || { status => 'none', headers => {}, body => $_->{raw} };
-        $r->{elapsed} = $_->{elapsed} // 'no end';
-        $r;
-    } @c;
-}
+sub start   { return TB::start_request($HP, @_) }
+sub answers { return TB::read_answers(@_) }
 
 # Why the server failed to record each project's batch (TB00007), from
 # the error log since byte $off.
