@@ -23,7 +23,8 @@
  *
  * One request: route and method -> Content-Type -> body (capped while
  * read) -> tb_batch_parse (strict JSON, per-command validation, no httpd)
- * -> tb_store_write (one transaction through mod_dbd) -> answer.
+ * -> tb_store_write (one transaction through mod_dbd, on SQLite shared with
+ * the child's other waiting batches) -> answer.
  */
 
 #include "apr_atomic.h"
@@ -1387,7 +1388,7 @@ static void tb_child_init(apr_pool_t *pchild, server_rec *s)
         sc->writers = writers;
         /* per server: mod_dbd's database is set per server */
         if (tb_writeq_create(pchild, &sc->queue) != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, sv, TBLOGNO(00023)
+            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, sv, TBLOGNO(00023)
                          "no queue of SQLite writers in this process: each "
                          "batch will be committed by itself");
         }

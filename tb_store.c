@@ -1114,15 +1114,9 @@ identified:
     return what;
 }
 
-/* The transaction is run on the native SQLite handle, not through
- * apr_dbd_transaction_*: the driver retries a busy BEGIN 16 times 100 ms
- * apart on top of any busy handler, so a configured wait could not be
- * kept.  BEGIN IMMEDIATE takes the write lock up front (waiting in
- * tb_sqlite_busy until the deadline); the statements inside then never
- * meet a busy database.  *errp is the SQLite result code of a failure. */
 /* One batch of a group, inside the group's transaction and a savepoint
  * of its own, so a batch that fails leaves the others of the group to be
- * committed. */
+ * committed.  *errp is the SQLite result code of a failure. */
 static const char *tb_write_batch(tb_store *s, tb_write_req *w, int *errp)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
@@ -1156,8 +1150,11 @@ static const char *tb_write_batch(tb_store *s, tb_write_req *w, int *errp)
     }
     *errp = sqlite3_exec(db, "RELEASE tb_batch", NULL, NULL, NULL);
     if (*errp != SQLITE_OK) {
-        return apr_psprintf(p, "ending the batch: %s (%d)",
+        what = apr_psprintf(p, "ending the batch: %s (%d)",
                             sqlite3_errmsg(db), *errp);
+        sqlite3_exec(db, "ROLLBACK TO tb_batch; RELEASE tb_batch", NULL,
+                     NULL, NULL);
+        return what;
     }
     return NULL;
 }
@@ -1173,8 +1170,12 @@ static void tb_fail_group(tb_write_req *first, const char *what)
     }
 }
 
-/* BEGIN IMMEDIATE takes SQLite's write lock up front, waiting in
- * tb_sqlite_busy until the deadline. */
+/* The transaction is run on the native SQLite handle, not through
+ * apr_dbd_transaction_*: the driver retries a busy BEGIN 16 times 100 ms
+ * apart on top of any busy handler, so a configured wait could not be
+ * kept.  BEGIN IMMEDIATE takes the write lock up front (waiting in
+ * tb_sqlite_busy until the deadline); the statements inside then never
+ * meet a busy database. */
 static const char *tb_begin(tb_store *s, apr_pool_t *p)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
@@ -1189,24 +1190,33 @@ static const char *tb_begin(tb_store *s, apr_pool_t *p)
 
 /* A group of batches (the list from @a first), in the transaction
  * tb_begin opened: one commit, so one sync of the log, for all of them.
- * Each gets its own outcome in ->what; a failed COMMIT is every batch's. */
+ * Each gets its own outcome in ->what; a failed COMMIT is every batch's,
+ * and so is an error after which SQLite rolled the whole transaction back
+ * by itself (a full disk, an I/O error, no memory): the batches written
+ * before it are gone too, and a batch after it would be committed alone
+ * by its RELEASE. */
 static void tb_write_group(tb_store *s, apr_pool_t *p, tb_write_req *first)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
-    const char *what;
+    const char *what, *oldest;
+    double received = first->received;
     tb_write_req *w;
     int err, rv = 0;
 
+    /* the group's oldest receipt: no batch's window is cut short */
+    for (w = first->next; w; w = w->next) {
+        received = w->received < received ? w->received : received;
+    }
+    oldest = tb_num(p, received);
     what = tb_query(s, p, TB_PURGE_LOG, &rv, "forgetting old command_ids",
-                    1, tb_num(p, first->received));
+                    1, oldest);
     if (what && sqlite3_errcode(db) == SQLITE_SCHEMA) {
         /* another connection changed the schema (an admin's index, say):
          * apr_dbd's legacy sqlite3_prepare never re-prepares by itself */
         what = tb_prepare(s, p);
         if (!what) {
             what = tb_query(s, p, TB_PURGE_LOG, &rv,
-                            "forgetting old command_ids", 1,
-                            tb_num(p, first->received));
+                            "forgetting old command_ids", 1, oldest);
         }
     }
     if (what) {
@@ -1224,6 +1234,11 @@ static void tb_write_group(tb_store *s, apr_pool_t *p, tb_write_req *first)
             if (!w->what) {
                 w->what = tb_write_batch(s, w, &err);
             }
+        }
+        if (w->what && sqlite3_get_autocommit(db)) {
+            tb_fail_group(first, apr_pstrcat(p, "the transaction was rolled "
+                                             "back: ", w->what, NULL));
+            return;
         }
     }
     err = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -1450,8 +1465,9 @@ static void tb_unqueue(tb_writeq *q, tb_write_req *w)
 /* The writer's turn (q->writing is set, q->lock not held): take the
  * writers' mutex and SQLite's lock, then every batch queued by then, and
  * write them as one group through this thread's connection.  Batches are
- * taken only once the locks are held, so a queued batch waits for the
- * database no longer than its own deadline.  A writer that cannot get the
+ * taken only once the locks are held, so a queued batch's wait for them
+ * still ends at its own deadline (once taken, it waits for its group).
+ * A writer that cannot get the
  * locks in time gives up its own batch only; a queued one becomes the
  * writer. */
 static void tb_lead(tb_store *s, tb_writeq *q, tb_write_req *me,
@@ -1502,6 +1518,8 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
     tb_writeq *q = s->queue;
     tb_write_req me;
 
+    /* never NULL (success) until a COMMIT says so */
+    me.what = "the batch was not written";
     if (batch->n_valid == 0) {
         return NULL;
     }

@@ -32,7 +32,9 @@ sub rows { db_project_rows($_[0], db_file($file)) }
 #  - a property whose stored value is overwritten with "explode": the
 #    UPDATE branch of the upsert fails;
 #  - an event of type "fail-at-commit": a deferred foreign key is broken,
-#    so every statement succeeds and COMMIT fails.
+#    so every statement succeeds and COMMIT fails;
+#  - an event of type "rollback-all": SQLite rolls the whole transaction
+#    back by itself, as after a full disk or an I/O error.
 mkdir $dir unless -d $dir;
 unlink $file, "$file-wal", "$file-shm", "$file-journal";
 {
@@ -47,6 +49,9 @@ CREATE TRIGGER tb_test_explode_prop BEFORE INSERT ON tb_customer_properties
 CREATE TRIGGER tb_test_explode_update BEFORE UPDATE ON tb_customer_properties
   WHEN NEW.value = '"explode"'
   BEGIN SELECT RAISE(ABORT, 'injected fault: property update'); END;
+CREATE TRIGGER tb_test_rollback_all BEFORE INSERT ON tb_events
+  WHEN NEW.event_type = 'rollback-all'
+  BEGIN SELECT RAISE(ROLLBACK, 'injected fault: whole transaction'); END;
 CREATE TABLE tb_test_parent (id INTEGER PRIMARY KEY);
 CREATE TABLE tb_test_child (parent INTEGER
   REFERENCES tb_test_parent (id) DEFERRABLE INITIALLY DEFERRED);
@@ -83,7 +88,7 @@ sub served_ok {
              "200 $want", "$name: 200, results");
 }
 
-plan tests => 3 + 6 + 4 + 4 + 3 + 6 + 4;
+plan tests => 3 + 6 + 4 + 4 + 3 + 6 + 4 + 3;
 
 my $a_rows = sub {
     my ($who, @extra) = @_;
@@ -223,4 +228,31 @@ my $existing = rows('rb-existing');
     same([ map { rows("rb-group-$_") } 1 .. 9 ],
          [ map { $faulty->($_) ? no_rows() : $a_rows->("group$_") } 1 .. 9 ],
          'batches committed together: the six recorded in full, nothing of the three');
+}
+
+# An error after which SQLite rolls the whole transaction back by itself
+# takes the batches written before it in the same group with it, and the
+# batches after it must not be kept behind the group's back: every batch
+# answered 503 has nothing kept, every one answered 200 is kept in full.
+# Twelve batches queued behind a held lock, every other one faulty: which
+# process takes which is the MPM's choice, so faulty batches are many, for
+# some group to hold a batch after one (the case that went wrong).
+{
+    my $faulty = sub { $_[0] % 2 == 0 };
+    my $h = TB::sqlite_lock_holder($file, undef, 'ROLLBACK');
+    my @c = map {
+        TB::start_request($HP, batch_url("rb-all-$_"),
+            batch(cmd_customer("all$_", '{"p": 1, "q": "a"}', 1700000000, 'u1'),
+                  cmd_event("all$_", 'ok', 'e1'),
+                  $faulty->($_) ? cmd_event("all$_", 'rollback-all', 'e2') : ()))
+    } 1 .. 12;
+    Time::HiRes::sleep(1);
+    my $released = TB::sqlite_lock_release($h);
+    my @r = TB::read_answers(@c);
+    ok t_cmp($released, 1, 'whole transaction rolled back: the lock holder ended cleanly');
+    ok t_cmp(join(' ', map { $r[$_ - 1]{status} } grep { $faulty->($_) } 1 .. 12),
+             join(' ', (503) x 6), 'whole transaction rolled back: the faulty batches 503');
+    same([ map { rows("rb-all-$_") } 1 .. 12 ],
+         [ map { $r[$_ - 1]{status} eq '200' ? $a_rows->("all$_") : no_rows() } 1 .. 12 ],
+         'whole transaction rolled back: each batch kept in full if and only if answered 200');
 }
