@@ -191,7 +191,7 @@ struct tb_write_req {
     double dedup_window;
     enum { TB_W_QUEUED, TB_W_TAKEN, TB_W_DONE } state;
     const char *what;           /* once done: NULL, or why it failed */
-    struct tb_cmd_state *saved; /* its commands before the first pass */
+    struct tb_cmd_state *saved; /* its commands before they were written */
 };
 
 /* SQLite: the writers of one process (and one server's database).  The
@@ -1269,11 +1269,13 @@ static const char *tb_purge(tb_store *s, apr_pool_t *p, tb_write_req *first)
  * transaction is rolled back and written again with a savepoint per batch,
  * without the one that failed (unless it failed on a schema change, which
  * a new prepare cures): so each batch keeps its own outcome, and the cost
- * of savepoints is paid only after a failure.  A failed COMMIT is every
- * batch's, and so is an error after which SQLite rolled the whole
- * transaction back by itself in the second pass (a full disk, an I/O
- * error, no memory): a batch after it would be committed alone. */
-static void tb_write_group(tb_store *s, apr_pool_t *p, tb_write_req *first)
+ * of a savepoint per batch is paid only after a failure (a command whose
+ * ids are new still runs in one of its own: tb_write_command).  A failed
+ * COMMIT is every batch's, and so is an error after which SQLite rolled
+ * the whole transaction back by itself in the second pass (a full disk,
+ * an I/O error, no memory): a batch after it would be committed alone. */
+static void tb_write_group_once(tb_store *s, apr_pool_t *p,
+                                tb_write_req *first)
 {
     sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
     const char *what;
@@ -1363,6 +1365,19 @@ static void tb_write_group(tb_store *s, apr_pool_t *p, tb_write_req *first)
                             err);
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         tb_fail_group(first, what);
+    }
+}
+
+static void tb_write_group(tb_store *s, apr_pool_t *p, tb_write_req *first)
+{
+    sqlite3 *db = apr_dbd_native_handle(s->driver, s->handle);
+
+    tb_write_group_once(s, p, first);
+    /* a ROLLBACK that failed would leave this pooled connection inside a
+     * transaction holding the write lock, and every later BEGIN failing */
+    if (!sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        tb_fail_group(first, "the transaction was not committed");
     }
 }
 

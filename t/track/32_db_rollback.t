@@ -231,9 +231,9 @@ my $existing = rows('rb-existing');
 }
 
 # An error after which SQLite rolls the whole transaction back by itself
-# takes the batches written before it in the same group with it, and the
-# batches after it must not be kept behind the group's back: every batch
-# answered 503 has nothing kept, every one answered 200 is kept in full.
+# undoes the batches written before it in the same group, and the batches
+# after it must not be kept behind the group's back: every batch answered
+# 503 has nothing kept, every one answered 200 is kept in full.
 # Twelve batches queued behind a held lock, every other one faulty: which
 # process takes which is the MPM's choice, so faulty batches are many, for
 # some group to hold a batch after one (the case that went wrong).
