@@ -1130,7 +1130,7 @@ static void tb_batch_state(tb_write_req *w, int restore)
     int i;
 
     if (!restore) {
-        w->saved = apr_palloc(w->p, sizeof(tb_cmd_state) * (cmds->nelts + 1));
+        w->saved = apr_palloc(w->p, sizeof(tb_cmd_state) * cmds->nelts);
     }
     for (i = 0; i < cmds->nelts; i++) {
         tb_command *c = &APR_ARRAY_IDX(cmds, i, tb_command);
@@ -1311,12 +1311,7 @@ static void tb_write_group_once(tb_store *s, apr_pool_t *p,
                 return;
             }
         }
-        for (w = first; w; w = w->next) {
-            if (w != failed || !failed->what) {
-                break;
-            }
-        }
-        if (!w) {
+        if (failed->what && failed == first && !failed->next) {
             return;                     /* it was the group's only batch */
         }
         what = tb_begin(s, p);

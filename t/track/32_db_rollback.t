@@ -196,6 +196,25 @@ my $existing = rows('rb-existing');
     same(rows('rb-existing'), $existing, 'and the customer from before is untouched');
 }
 
+# $n batches sent at once while another process holds SQLite's write lock,
+# so they queue up together; batch $i is named "$tag$i" (project
+# "rb-$tag-$i") and, when $faulty->($i), ends with an event of type
+# $fault.  The lock goes after a second.  Returns whether the holder ended
+# cleanly, then the answers in order.
+sub queued_behind_lock {
+    my ($tag, $n, $fault, $faulty) = @_;
+    my $h = TB::sqlite_lock_holder($file, undef, 'ROLLBACK');
+    my @c = map {
+        TB::start_request($HP, batch_url("rb-$tag-$_"),
+            batch(cmd_customer("$tag$_", '{"p": 1, "q": "a"}', 1700000000, 'u1'),
+                  cmd_event("$tag$_", 'ok', 'e1'),
+                  $faulty->($_) ? cmd_event("$tag$_", $fault, 'e2') : ()))
+    } 1 .. $n;
+    Time::HiRes::sleep(1);
+    my $released = TB::sqlite_lock_release($h);
+    return ($released, TB::read_answers(@c));
+}
+
 # Batches that wait for the database at the same time are committed
 # together (one transaction, one sync of the log), and each keeps its own
 # outcome.  Another process holds SQLite's write lock while nine batches
@@ -207,16 +226,7 @@ my $existing = rows('rb-existing');
 # one by one; the outcome must be the same.)
 {
     my $faulty = sub { $_[0] % 3 == 0 };
-    my $h = TB::sqlite_lock_holder($file, undef, 'ROLLBACK');
-    my @c = map {
-        TB::start_request($HP, batch_url("rb-group-$_"),
-            batch(cmd_customer("group$_", '{"p": 1, "q": "a"}', 1700000000, 'u1'),
-                  cmd_event("group$_", 'ok', 'e1'),
-                  $faulty->($_) ? cmd_event("group$_", 'explode', 'e2') : ()))
-    } 1 .. 9;
-    Time::HiRes::sleep(1);
-    my $released = TB::sqlite_lock_release($h);
-    my @r = TB::read_answers(@c);
+    my ($released, @r) = queued_behind_lock('group', 9, 'explode', $faulty);
     ok t_cmp($released, 1, 'batches committed together: the lock holder ended cleanly');
     ok t_cmp(join(' ', map { $_->{status} } @r),
              join(' ', map { $faulty->($_) ? 503 : 200 } 1 .. 9),
@@ -239,16 +249,7 @@ my $existing = rows('rb-existing');
 # some group to hold a batch after one (the case that went wrong).
 {
     my $faulty = sub { $_[0] % 2 == 0 };
-    my $h = TB::sqlite_lock_holder($file, undef, 'ROLLBACK');
-    my @c = map {
-        TB::start_request($HP, batch_url("rb-all-$_"),
-            batch(cmd_customer("all$_", '{"p": 1, "q": "a"}', 1700000000, 'u1'),
-                  cmd_event("all$_", 'ok', 'e1'),
-                  $faulty->($_) ? cmd_event("all$_", 'rollback-all', 'e2') : ()))
-    } 1 .. 12;
-    Time::HiRes::sleep(1);
-    my $released = TB::sqlite_lock_release($h);
-    my @r = TB::read_answers(@c);
+    my ($released, @r) = queued_behind_lock('all', 12, 'rollback-all', $faulty);
     ok t_cmp($released, 1, 'whole transaction rolled back: the lock holder ended cleanly');
     ok t_cmp(join(' ', map { $r[$_ - 1]{status} } grep { $faulty->($_) } 1 .. 12),
              join(' ', (503) x 6), 'whole transaction rolled back: the faulty batches 503');
