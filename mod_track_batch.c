@@ -1326,6 +1326,17 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     for (sv = s; sv; sv = sv->next) {
         tb_server_conf *sc = ap_get_module_config(sv->module_config,
                                                   &track_batch_module);
+
+        /* httpd gives a virtual host with no TrackBatch* directive of its
+         * own the main server's record, but mod_dbd's database is set per
+         * server: the writers' queue and the gate made from the record in
+         * child_init must be the host's own, or a writer would take another
+         * host's batches into its database. */
+        if (sv != s && sc == ap_get_module_config(s->module_config,
+                                                  &track_batch_module)) {
+            sc = apr_pmemdup(pconf, sc, sizeof(*sc));
+            ap_set_module_config(sv->module_config, &track_batch_module, sc);
+        }
         sc->dbd_acquire = acquire;
         sc->writers = writers;
         rate_used |= sc->rate_used;
