@@ -102,15 +102,22 @@ typedef struct {
 } tb_dir_conf;
 
 /* Per server and child: while the database cannot be reached or does not
- * answer, one request at a time asks mod_dbd for a connection
- * (tb_get_store). */
+ * answer, one request at a time asks mod_dbd for a connection (tb_open).
+ * Also which engine mod_dbd's connections are, once one was seen: SQLite's
+ * writers queue without a connection (tb_record). */
 typedef struct {
     apr_thread_mutex_t *probe;      /* held by the request asking */
     volatile apr_uint32_t failing;  /* the last request found it so */
+    volatile apr_uint32_t engine;   /* TB_ENGINE_* */
 } tb_dbd_gate;
 
+#define TB_ENGINE_UNKNOWN 0
+#define TB_ENGINE_SQLITE  1
+#define TB_ENGINE_PGSQL   2
+
 typedef struct {
-    ap_dbd_t *(*dbd_acquire)(request_rec *);  /* mod_dbd, found at startup */
+    ap_dbd_t *(*dbd_open)(apr_pool_t *, server_rec *);  /* mod_dbd's, */
+    void (*dbd_close)(server_rec *, ap_dbd_t *);        /* found at startup */
     tb_dbd_gate *gate;                        /* per child, from child_init */
     apr_array_header_t *default_ids;          /* registered hard, cookie soft */
     apr_off_t key_cache_ttl;                  /* TrackBatchKeyCacheTTL, s */
@@ -696,18 +703,85 @@ static double tb_seconds(apr_time_t t)
     return (double)t / APR_USEC_PER_SEC;
 }
 
-/* The database connection and its store state, once per request. */
-static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
-                                const tb_server_conf *sconf, tb_store **store)
-{
-    tb_dbd_gate *gate = sconf->gate;
+/* One use of a mod_dbd connection, from tb_open to tb_close.  Requests
+ * hold one only while they use it, never while they wait in the SQLite
+ * writers' queue: a child's few connections (one suffices) serve all of
+ * its threads, and no thread waits for a connection that a queued thread
+ * holds. */
+typedef struct {
+    request_rec *r;
+    const tb_dir_conf *conf;
+    const tb_server_conf *sconf;
     ap_dbd_t *dbd;
+    tb_store *store;
+    apr_time_t opened;
+    apr_interval_time_t spent;      /* by the request's earlier uses */
+} tb_conn;
+
+/* One per request, in its pool (its cleanup outlives the caller). */
+static tb_conn *tb_conn_make(request_rec *r, const tb_dir_conf *conf,
+                             const tb_server_conf *sconf)
+{
+    tb_conn *c = apr_pcalloc(r->pool, sizeof(*c));
+
+    c->r = r;
+    c->conf = conf;
+    c->sconf = sconf;
+    return c;
+}
+
+/* After each use of the database: failing while it cannot be reached or
+ * does not answer, not once it answers (an error is an answer).  An
+ * open alone proves nothing: mod_dbd hands out idle connections to a
+ * server that may have stopped. */
+static void tb_gate_learn(const tb_server_conf *sconf, const tb_store *store,
+                          const char *why)
+{
+    if (sconf->gate) {
+        apr_atomic_set32(&sconf->gate->failing,
+                         why && (!store || tb_store_unanswered(store)));
+    }
+}
+
+/* A request that ends while it holds a connection gives it back. */
+static apr_status_t tb_conn_cleanup(void *data)
+{
+    tb_conn *c = data;
+
+    if (c->dbd) {
+        c->sconf->dbd_close(c->r->server, c->dbd);
+        c->dbd = NULL;
+    }
+    return APR_SUCCESS;
+}
+
+/* What is left of TrackBatchBusyTimeout for the request's look-ups and,
+ * on PostgreSQL, its write: one wait in all. */
+static apr_interval_time_t tb_conn_wait(const tb_conn *c)
+{
+    apr_interval_time_t left = tb_busy_timeout(c->conf) - c->spent;
+
+    return left > 0 ? left : 0;
+}
+
+static void tb_close(tb_conn *c, const char *why)
+{
+    if (c->dbd) {
+        c->spent += apr_time_now() - c->opened;
+        tb_gate_learn(c->sconf, c->store, why);
+        apr_pool_cleanup_run(c->r->pool, c, tb_conn_cleanup);
+    }
+    c->store = NULL;
+}
+
+/* A connection from mod_dbd and its store state, waiting at most @a wait
+ * for the database during setup and look-ups. */
+static const char *tb_open(tb_conn *c, apr_interval_time_t wait)
+{
+    tb_dbd_gate *gate = c->sconf->gate;
     const char *why;
     int asking = 0;
 
-    if (*store) {
-        return NULL;
-    }
     /* mod_dbd makes a new connection while it holds its pool's lock: with
      * the server unreachable, the requests of a child that need one would
      * each wait out the connect_timeout of those before them.  While the
@@ -720,33 +794,93 @@ static const char *tb_get_store(request_rec *r, const tb_dir_conf *conf,
         }
         asking = 1;
     }
-    dbd = sconf->dbd_acquire(r);
+    c->opened = apr_time_now();
+    c->dbd = c->sconf->dbd_open(c->r->pool, c->r->server);
     if (asking) {
         apr_thread_mutex_unlock(gate->probe);
     }
-    if (!dbd) {
-        return "no database connection from mod_dbd (see its DBDriver / "
-               "DBDParams)";
+    if (!c->dbd) {
+        why = "no database connection from mod_dbd (see its DBDriver / "
+              "DBDParams)";
+        tb_gate_learn(c->sconf, NULL, why);
+        return why;
     }
-    why = tb_store_attach(dbd->pool, dbd->driver, dbd->handle,
-                          tb_busy_timeout(conf), store);
-    if (!why) {
-        tb_store_set_writers(*store, sconf->writers, sconf->queue);
+    apr_pool_cleanup_register(c->r->pool, c, tb_conn_cleanup,
+                              apr_pool_cleanup_null);
+    why = tb_store_attach(c->dbd->pool, c->dbd->driver, c->dbd->handle, wait,
+                          &c->store);
+    if (why) {
+        c->store = NULL;
+        tb_close(c, why);
+        return why;
     }
+    tb_store_set_writers(c->store, c->sconf->writers);
+    if (gate) {
+        apr_atomic_set32(&gate->engine, tb_store_is_pg(c->store)
+                                        ? TB_ENGINE_PGSQL : TB_ENGINE_SQLITE);
+    }
+    return NULL;
+}
+
+/* The SQLite writers' queue gets the writer's connection through these. */
+static const char *tb_source_open(void *baton, apr_interval_time_t wait,
+                                  tb_store **out)
+{
+    tb_conn *c = baton;
+    const char *why = tb_open(c, wait);
+
+    *out = c->store;
     return why;
 }
 
-/* After each use of the database: failing while it cannot be reached or
- * does not answer, not once it answers (an error is an answer).  An
- * acquire alone proves nothing: mod_dbd hands out idle connections to a
- * server that may have stopped. */
-static void tb_gate_learn(const tb_server_conf *sconf, const tb_store *store,
-                          const char *why)
+static void tb_source_close(void *baton, tb_store *s, const char *what)
 {
-    if (sconf->gate) {
-        apr_atomic_set32(&sconf->gate->failing,
-                         why && (!store || tb_store_unanswered(store)));
+    tb_close(baton, what);
+}
+
+/* Record the valid commands of a batch; NULL, or why not (the answer is
+ * then 503).  On SQLite the batch waits in the child's queue of writers
+ * without a connection (tb_writeq_write); on PostgreSQL every request
+ * writes through a connection of its own. */
+static const char *tb_record(tb_conn *c, const char *project,
+                             const tb_key *key, tb_batch *batch,
+                             double received)
+{
+    request_rec *r = c->r;
+    const tb_dir_conf *conf = c->conf;
+    const tb_server_conf *sconf = c->sconf;
+    tb_store_source src;
+    const char *why;
+    double window = (double)(conf->dedup_window != TB_UNSET
+                             ? conf->dedup_window : TB_DEF_DEDUP_WINDOW);
+    int queued = sconf->queue && sconf->gate;
+
+    if (!queued || apr_atomic_read32(&sconf->gate->engine)
+                   != TB_ENGINE_SQLITE) {
+        apr_interval_time_t left = tb_conn_wait(c);
+
+        why = tb_open(c, left);
+        if (why) {
+            return why;
+        }
+        if (tb_store_is_pg(c->store) || !queued) {
+            /* SQLite: the whole wait for the write lock */
+            why = tb_store_write(c->store, r->pool, project,
+                                 key ? key->key_id : NULL, batch, received,
+                                 window, tb_store_is_pg(c->store)
+                                         ? left : tb_busy_timeout(conf));
+            tb_close(c, why);
+            return why;
+        }
+        /* SQLite, just learnt: the queue's writer opens its own */
+        tb_close(c, NULL);
     }
+    src.open = tb_source_open;
+    src.close = tb_source_close;
+    src.baton = c;
+    return tb_writeq_write(sconf->queue, &src, r->pool, project,
+                           key ? key->key_id : NULL, batch, received, window,
+                           tb_busy_timeout(conf));
 }
 
 /*--------------------------------------------------------------------------*/
@@ -906,10 +1040,11 @@ static const tb_key *tb_answered(int status)
 
 /* The request's key, or NULL when an answer (401/403/404/503) has been
  * written instead. */
-static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
-                                     const tb_server_conf *sconf,
-                                     const char *project, tb_store **store)
+static const tb_key *tb_authenticate(tb_conn *c, const char *project)
 {
+    request_rec *r = c->r;
+    const tb_dir_conf *conf = c->conf;
+    const tb_server_conf *sconf = c->sconf;
     tb_req_creds *rc = tb_creds(r);
     const char *query = rc->query_token;
     const char *why;
@@ -972,12 +1107,12 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
     }
     if (!key && !(cred.kind == TB_CRED_PRIVATE
                   && strlen(cred.key) > TB_DIGEST_HEX)) {
-        why = tb_get_store(r, conf, sconf, store);
+        why = tb_open(c, tb_conn_wait(c));
         if (!why) {
-            why = tb_store_find_key(*store, r->pool,
+            why = tb_store_find_key(c->store, r->pool,
                                     cred.kind == TB_CRED_PUBLIC, lookup, &key);
+            tb_close(c, why);
         }
-        tb_gate_learn(sconf, *store, why);
         if (why) {
             tb_cred_wipe(&cred);
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00012)
@@ -1008,11 +1143,12 @@ static const tb_key *tb_authenticate(request_rec *r, const tb_dir_conf *conf,
     tb_cred_wipe(&cred);
 
     if (strcmp(key->project, project)) {
-        why = tb_get_store(r, conf, sconf, store);
+        why = tb_open(c, tb_conn_wait(c));
         if (!why) {
-            why = tb_store_project_exists(*store, r->pool, project, &exists);
+            why = tb_store_project_exists(c->store, r->pool, project,
+                                          &exists);
+            tb_close(c, why);
         }
-        tb_gate_learn(sconf, *store, why);
         if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00015)
                           "looking up a project failed: %s", why);
@@ -1105,8 +1241,8 @@ static int tb_handler(request_rec *r)
     const char *project = NULL, *text, *why, *answer;
     tb_limits lim;
     tb_batch batch;
-    tb_store *store = NULL;
     const tb_key *key = NULL;
+    tb_conn *db;
     apr_off_t limit;
     apr_size_t len = 0;
     char *body = NULL;
@@ -1120,6 +1256,7 @@ static int tb_handler(request_rec *r)
     sconf = ap_get_module_config(r->server->module_config,
                                  &track_batch_module);
     received = tb_seconds(r->request_time);
+    db = tb_conn_make(r, conf, sconf);
 
     /* browsers can read every answer of an allowed origin, a 404 too */
     cors = tb_cors(r, conf);
@@ -1152,7 +1289,7 @@ static int tb_handler(request_rec *r)
                               "allowed for the requested URL.");
     }
     if (conf->auth != 0) {
-        key = tb_authenticate(r, conf, sconf, project, &store);
+        key = tb_authenticate(db, project);
         if (!key) {
             return OK;                   /* refused, answer written */
         }
@@ -1236,16 +1373,7 @@ static int tb_handler(request_rec *r)
         tb_authorize(r->pool, &batch, key);
     }
     if (batch.n_valid > 0) {
-        why = tb_get_store(r, conf, sconf, &store);
-        if (!why) {
-            why = tb_store_write(store, r->pool, project,
-                                 key ? key->key_id : NULL, &batch, received,
-                                 (double)(conf->dedup_window != TB_UNSET
-                                          ? conf->dedup_window
-                                          : TB_DEF_DEDUP_WINDOW),
-                                 tb_busy_timeout(conf));
-        }
-        tb_gate_learn(sconf, store, why);
+        why = tb_record(db, project, key, &batch, received);
         if (why) {
             ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, TBLOGNO(00007)
                           "recording %d command(s) for project '%s' failed: "
@@ -1287,14 +1415,17 @@ static int tb_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
 static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
                           apr_pool_t *ptemp, server_rec *s)
 {
-    ap_dbd_t *(*acquire)(request_rec *) = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_acquire);
+    ap_dbd_t *(*dbd_open)(apr_pool_t *, server_rec *)
+        = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_open);
+    void (*dbd_close)(server_rec *, ap_dbd_t *)
+        = APR_RETRIEVE_OPTIONAL_FN(ap_dbd_close);
     apr_global_mutex_t *writers;
     const char *mech;
     apr_status_t rv;
     server_rec *sv;
     int rate_used = 0;
 
-    if (!acquire) {
+    if (!dbd_open || !dbd_close) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, TBLOGNO(00009)
                      "mod_track_batch needs mod_dbd: add "
                      "'LoadModule dbd_module .../mod_dbd.so'");
@@ -1337,7 +1468,8 @@ static int tb_post_config(apr_pool_t *pconf, apr_pool_t *plog,
             sc = apr_pmemdup(pconf, sc, sizeof(*sc));
             ap_set_module_config(sv->module_config, &track_batch_module, sc);
         }
-        sc->dbd_acquire = acquire;
+        sc->dbd_open = dbd_open;
+        sc->dbd_close = dbd_close;
         sc->writers = writers;
         rate_used |= sc->rate_used;
     }

@@ -189,17 +189,22 @@ struct tb_write_req {
     tb_batch *batch;
     double received;
     double dedup_window;
+    apr_time_t deadline;        /* it gives up waiting for its turn then */
     enum { TB_W_QUEUED, TB_W_TAKEN, TB_W_DONE } state;
     const char *what;           /* once done: NULL, or why it failed */
     struct tb_cmd_state *saved; /* its commands before they were written */
 };
 
 /* SQLite: the writers of one process (and one server's database).  The
- * first to find no writer at work becomes the writer: once it holds the
- * writers' mutex it takes every batch queued by then, its own among them,
- * and commits them together.  A commit's sync of the log is most of the
- * time a batch holds the database, so under load one sync serves many
- * batches; alone, a batch is written as it would be by itself. */
+ * first to find no writer at work becomes the writer: it gets a
+ * connection, and once it holds the writers' mutex it takes every batch
+ * queued by then, its own among them, and commits them together.  A
+ * commit's sync of the log is most of the time a batch holds the
+ * database, so under load one sync serves many batches; alone, a batch is
+ * written as it would be by itself.  Only the writer holds a connection:
+ * the others wait without one, so one connection per process serves all
+ * of its threads, and a group is not cut short by the size of mod_dbd's
+ * pool. */
 struct tb_writeq {
     apr_thread_mutex_t *lock;
     apr_thread_cond_t *changed; /* a group was written, or a writer quit */
@@ -219,7 +224,6 @@ struct tb_store {
     apr_interval_time_t waited; /* PostgreSQL: this request's waits so far */
     unsigned moves;             /* SQLite: merges and moved ids, counted */
     apr_global_mutex_t *writers;    /* SQLite: one writer at a time */
-    tb_writeq *queue;               /* SQLite: this process's writers */
     int unanswered;             /* PostgreSQL: the last statement got no
                                  * answer (timed out, link lost) */
 };
@@ -1586,21 +1590,27 @@ static void tb_unqueue(tb_writeq *q, tb_write_req *w)
     w->state = TB_W_DONE;
 }
 
-/* The writer's turn (q->writing is set, q->lock not held): take the
- * writers' mutex and SQLite's lock, then every batch queued by then, and
- * write them as one group through this thread's connection.  Batches are
- * taken only once the locks are held, so a queued batch's wait for them
- * still ends at its own deadline (once taken, it waits for its group).
- * A writer that cannot get the
- * locks in time gives up its own batch only; a queued one becomes the
- * writer. */
-static void tb_lead(tb_store *s, tb_writeq *q, tb_write_req *me,
-                    apr_interval_time_t wait)
+/* The writer's turn (q->writing is set, q->lock not held): get a
+ * connection, take the writers' mutex and SQLite's lock, then every batch
+ * queued by then, and write them as one group.  Batches are taken only
+ * once the locks are held, so a queued batch's wait for them still ends
+ * at its own deadline (once taken, it waits for its group).  A writer
+ * that cannot get a connection or the locks in time gives up its own
+ * batch only; a queued one becomes the writer.  The connection goes back
+ * before the next writer is called. */
+static void tb_lead(tb_writeq *q, const tb_store_source *src,
+                    tb_write_req *me)
 {
     tb_write_req *group, *w;
-    int locked;
-    const char *why = tb_writers_lock(s, wait, &locked);
+    tb_store *s = NULL;
+    int locked = 0;
+    const char *why = src->open(src->baton, me->deadline - apr_time_now(),
+                                &s);
 
+    if (!why) {
+        tb_set_deadline(s, me->deadline - apr_time_now());
+        why = tb_writers_lock(s, me->deadline - apr_time_now(), &locked);
+    }
     if (!why) {
         why = tb_begin(s, me->p);
     }
@@ -1611,6 +1621,9 @@ static void tb_lead(tb_store *s, tb_writeq *q, tb_write_req *me,
         apr_thread_mutex_unlock(q->lock);
         if (locked) {
             apr_global_mutex_unlock(s->writers);
+        }
+        if (s) {
+            src->close(src->baton, s, why);
         }
         return;
     }
@@ -1626,6 +1639,7 @@ static void tb_lead(tb_store *s, tb_writeq *q, tb_write_req *me,
     if (locked) {
         apr_global_mutex_unlock(s->writers);
     }
+    src->close(src->baton, s, me->what);
 
     apr_thread_mutex_lock(q->lock);
     for (w = group; w; w = w->next) {
@@ -1634,16 +1648,32 @@ static void tb_lead(tb_store *s, tb_writeq *q, tb_write_req *me,
     apr_thread_mutex_unlock(q->lock);
 }
 
+static void tb_write_req_init(tb_write_req *w, apr_pool_t *p,
+                              const char *project, const char *key_id,
+                              tb_batch *batch, double received,
+                              double dedup_window, apr_interval_time_t wait)
+{
+    /* never NULL (success) until a COMMIT says so */
+    w->what = "the batch was not written";
+    w->next = NULL;
+    w->p = p;
+    w->project = project;
+    w->key_id = key_id;
+    w->batch = batch;
+    w->received = received;
+    w->dedup_window = dedup_window;
+    w->deadline = apr_time_now() + wait;
+    w->saved = NULL;
+    w->state = TB_W_QUEUED;
+}
+
 const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            const char *key_id, tb_batch *batch,
                            double received, double dedup_window,
                            apr_interval_time_t wait)
 {
-    tb_writeq *q = s->queue;
     tb_write_req me;
 
-    /* never NULL (success) until a COMMIT says so */
-    me.what = "the batch was not written";
     if (batch->n_valid == 0) {
         return NULL;
     }
@@ -1655,18 +1685,24 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            dedup_window);
     }
     tb_set_deadline(s, wait);
-    me.p = p;
-    me.project = project;
-    me.key_id = key_id;
-    me.batch = batch;
-    me.received = received;
-    me.dedup_window = dedup_window;
-    me.saved = NULL;
-    if (!q) {
-        return tb_write_alone(s, &me, wait);
+    tb_write_req_init(&me, p, project, key_id, batch, received, dedup_window,
+                      wait);
+    return tb_write_alone(s, &me, wait);
+}
+
+const char *tb_writeq_write(tb_writeq *q, const tb_store_source *src,
+                            apr_pool_t *p, const char *project,
+                            const char *key_id, tb_batch *batch,
+                            double received, double dedup_window,
+                            apr_interval_time_t wait)
+{
+    tb_write_req me;
+
+    if (batch->n_valid == 0) {
+        return NULL;
     }
-    me.state = TB_W_QUEUED;
-    me.next = NULL;
+    tb_write_req_init(&me, p, project, key_id, batch, received, dedup_window,
+                      wait);
     apr_thread_mutex_lock(q->lock);
     *q->tail = &me;
     q->tail = &me.next;
@@ -1676,7 +1712,7 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
         if (!q->writing) {
             q->writing = 1;
             apr_thread_mutex_unlock(q->lock);
-            tb_lead(s, q, &me, s->deadline - apr_time_now());
+            tb_lead(q, src, &me);
             apr_thread_mutex_lock(q->lock);
             q->writing = 0;
             apr_thread_cond_broadcast(q->changed);
@@ -1688,22 +1724,25 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
             continue;
         }
         now = apr_time_now();
-        if (now >= s->deadline) {
+        if (now >= me.deadline) {
             tb_unqueue(q, &me);
             me.what = tb_busy;
             break;
         }
-        apr_thread_cond_timedwait(q->changed, q->lock, s->deadline - now);
+        apr_thread_cond_timedwait(q->changed, q->lock, me.deadline - now);
     }
     apr_thread_mutex_unlock(q->lock);
     return me.what;
 }
 
-void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers,
-                          tb_writeq *queue)
+void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers)
 {
     s->writers = writers;
-    s->queue = queue;
+}
+
+int tb_store_is_pg(const tb_store *s)
+{
+    return s->pg;
 }
 
 apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out)

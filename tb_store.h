@@ -55,12 +55,11 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
 
 /**
  * Record the valid commands of a batch in one transaction, committed
- * before returning (on SQLite, maybe with other batches of the process:
- * see tb_store_set_writers).  Nothing of the batch is kept when anything
- * fails.  A command whose
- * ids cannot name one customer is marked invalid with its error and the
- * others are kept; a retried command_id (same key, within the window) or
- * an identical event is marked duplicate and not kept again.
+ * before returning.  Nothing of the batch is kept when anything fails.  A
+ * command whose ids cannot name one customer is marked invalid with its
+ * error and the others are kept; a retried command_id (same key, within
+ * the window) or an identical event is marked duplicate and not kept
+ * again.
  * @param p request pool
  * @param project the project token
  * @param key_id the key the request came with, or NULL (open location)
@@ -78,22 +77,50 @@ const char *tb_store_write(tb_store *s, apr_pool_t *p, const char *project,
                            double received, double dedup_window,
                            apr_interval_time_t wait);
 
-/** SQLite: a process's queue of writers to one database (tb_store_write). */
+/**
+ * SQLite: have tb_store_write take @a writers (a cross-process mutex
+ * with a timed lock) around its transaction, so writers of all processes
+ * queue on it instead of polling SQLite's lock.  NULL: SQLite's lock only.
+ */
+void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers);
+
+/** Whether the connection is PostgreSQL's (else SQLite's). */
+int tb_store_is_pg(const tb_store *s);
+
+/** SQLite: a process's queue of writers to one database (tb_writeq_write). */
 typedef struct tb_writeq tb_writeq;
 
 /** Make a queue of writers, for the life of @a p (a child's pool). */
 apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out);
 
 /**
- * SQLite: have tb_store_write take @a writers (a cross-process mutex
- * with a timed lock) around its transaction, so writers of all processes
- * queue on it instead of polling SQLite's lock.  NULL: SQLite's lock only.
- * With @a queue (shared by the threads of a process that write to the
- * same database), batches that wait for the database at the same time
- * are committed together; NULL: each batch is its own transaction.
+ * Where the writer of a queue gets its connection when its turn comes, and
+ * gives it back: a thread holds one only while it writes.
  */
-void tb_store_set_writers(tb_store *s, apr_global_mutex_t *writers,
-                          tb_writeq *queue);
+typedef struct tb_store_source {
+    /** A connection's store, attached (tb_store_attach) and with its
+     * writers' mutex set, waiting at most @a wait; NULL or why not. */
+    const char *(*open)(void *baton, apr_interval_time_t wait,
+                        tb_store **out);
+    /** Give it back; @a what is the outcome of its use (NULL: fine). */
+    void (*close)(void *baton, tb_store *s, const char *what);
+    void *baton;
+} tb_store_source;
+
+/**
+ * SQLite: record a batch as tb_store_write does, with the other batches
+ * of this process that wait for the database at the same time: they are
+ * committed together, each with its own outcome.  The batch waits in
+ * @a q without a connection; whichever batch's turn it is gets one from
+ * its own @a src and writes the group through it.  No batch is answered
+ * before its group's COMMIT.
+ * @param wait how long the batch may wait for its turn and the write lock
+ */
+const char *tb_writeq_write(tb_writeq *q, const tb_store_source *src,
+                            apr_pool_t *p, const char *project,
+                            const char *key_id, tb_batch *batch,
+                            double received, double dedup_window,
+                            apr_interval_time_t wait);
 
 struct tb_key;
 

@@ -39,6 +39,8 @@
 #include <apr_strings.h>
 #include <apr_tables.h>
 #include <apr_time.h>
+#include <apr_thread_proc.h>
+#include <apr_thread_mutex.h>
 #include <apr_dbd.h>
 #include <json-c/json.h>
 #include <sqlite3.h>
@@ -2225,6 +2227,231 @@ START_TEST(store_lock_timeout)
 }
 END_TEST
 
+/* A tb_store_source over the test's one connection: a writer of the queue
+ * may use it only alone, which it counts. */
+typedef struct {
+    apr_thread_mutex_t *lock;
+    int open_now, max_open, opens;
+} one_conn;
+
+static const char *one_conn_open(void *baton, apr_interval_time_t wait,
+                                 tb_store **out)
+{
+    one_conn *oc = baton;
+
+    apr_thread_mutex_lock(oc->lock);
+    oc->opens++;
+    if (++oc->open_now > oc->max_open) {
+        oc->max_open = oc->open_now;
+    }
+    apr_thread_mutex_unlock(oc->lock);
+    /* the connection's state was made by store_open: no allocation here */
+    return tb_store_attach(db.conn_pool, db.driver, db.handle, wait, out);
+}
+
+static void one_conn_close(void *baton, tb_store *s, const char *what)
+{
+    one_conn *oc = baton;
+
+    (void)s;
+    (void)what;
+    apr_thread_mutex_lock(oc->lock);
+    oc->open_now--;
+    apr_thread_mutex_unlock(oc->lock);
+}
+
+/* One thread's batches, parsed beforehand in a pool of its own. */
+typedef struct {
+    tb_writeq *q;
+    tb_store_source *src;
+    apr_pool_t *p;
+    tb_batch batch[20];
+    int n;
+    apr_interval_time_t wait;
+    const char *what[20];
+} writer_job;
+
+static void *APR_THREAD_FUNC writer_run(apr_thread_t *t, void *data)
+{
+    writer_job *j = data;
+    int i;
+
+    for (i = 0; i < j->n; i++) {
+        j->what[i] = tb_writeq_write(j->q, j->src, j->p, "proj-1", NULL,
+                                     &j->batch[i], NOW, 86400.0, j->wait);
+    }
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+#define N_WRITERS 8
+
+/* Start the writers: each has n batches of 5 events of its own customers. */
+static void writers_start(writer_job *jobs, apr_thread_t **th, tb_writeq *q,
+                          tb_store_source *src, int n,
+                          apr_interval_time_t wait)
+{
+    int t, i, k;
+
+    for (t = 0; t < N_WRITERS; t++) {
+        writer_job *j = &jobs[t];
+        const char *why = NULL;
+
+        j->q = q;
+        j->src = src;
+        j->n = n;
+        j->wait = wait;
+        ck_assert_int_eq(apr_pool_create(&j->p, NULL), APR_SUCCESS);
+        for (i = 0; i < n; i++) {
+            const char *cmds = "";
+            const char *body;
+
+            for (k = 0; k < 5; k++) {
+                cmds = apr_psprintf(j->p, "%s%s{\"name\": "
+                    "\"customers/events\", \"data\": {\"customer_ids\": "
+                    "{\"registered\": \"w%d-%d-%d\"}, \"event_type\": "
+                    "\"view\"}}", cmds, k ? ", " : "", t, i, k);
+            }
+            body = apr_pstrcat(j->p, "{\"commands\": [", cmds, "]}", NULL);
+            ck_assert_ptr_null(tb_batch_parse(j->p, body, strlen(body),
+                                              TB_BODY_BATCH, &lim, NOW,
+                                              &j->batch[i], &why));
+            ck_assert_int_eq(j->batch[i].n_valid, 5);
+        }
+    }
+    for (t = 0; t < N_WRITERS; t++) {
+        ck_assert_int_eq(apr_thread_create(&th[t], NULL, writer_run,
+                                           &jobs[t], pool), APR_SUCCESS);
+    }
+}
+
+static void writers_join(writer_job *jobs, apr_thread_t **th)
+{
+    apr_status_t rv;
+    int t;
+
+    for (t = 0; t < N_WRITERS; t++) {
+        ck_assert_int_eq(apr_thread_join(&rv, th[t]), APR_SUCCESS);
+    }
+    (void)jobs;
+}
+
+static void writers_free(writer_job *jobs)
+{
+    int t;
+
+    for (t = 0; t < N_WRITERS; t++) {
+        apr_pool_destroy(jobs[t].p);
+    }
+}
+
+/* Threads writing at once through the queue: every batch recorded, and
+ * only the writer of the moment holds a connection, so one serves all. */
+START_TEST(store_writeq_one_connection)
+{
+    writer_job jobs[N_WRITERS];
+    apr_thread_t *th[N_WRITERS];
+    one_conn oc = { NULL, 0, 0, 0 };
+    tb_store_source src = { one_conn_open, one_conn_close, &oc };
+    tb_writeq *q;
+    int t, i;
+
+    store_open();
+    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
+                                             APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    writers_start(jobs, th, q, &src, 20, WAIT);
+    writers_join(jobs, th);
+    for (t = 0; t < N_WRITERS; t++) {
+        for (i = 0; i < 20; i++) {
+            ck_assert_msg(jobs[t].what[i] == NULL, "writer %d batch %d: %s",
+                          t, i, jobs[t].what[i]);
+        }
+    }
+    writers_free(jobs);
+    ck_assert_int_eq(oc.max_open, 1);
+    ck_assert_int_eq(oc.open_now, 0);
+    ck_assert_int_le(oc.opens, N_WRITERS * 20);
+    COUNTS(N_WRITERS * 20 * 5, N_WRITERS * 20 * 5, N_WRITERS * 20 * 5, 0, 0);
+}
+END_TEST
+
+/* Batches that queue while another process holds the database are
+ * committed together once it lets go: one connection, one transaction. */
+START_TEST(store_writeq_groups_waiting_batches)
+{
+    writer_job jobs[N_WRITERS];
+    apr_thread_t *th[N_WRITERS];
+    one_conn oc = { NULL, 0, 0, 0 };
+    tb_store_source src = { one_conn_open, one_conn_close, &oc };
+    tb_writeq *q;
+    sqlite3 *other;
+    int t;
+
+    store_open();
+    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
+                                             APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    other = direct();
+    exec_direct(other, "BEGIN IMMEDIATE");
+    writers_start(jobs, th, q, &src, 1, WAIT);
+    /* long enough for all eight to queue behind the first */
+    apr_sleep(apr_time_from_msec(500));
+    ck_assert_int_eq(oc.opens, 1);
+    exec_direct(other, "ROLLBACK");
+    sqlite3_close(other);
+    writers_join(jobs, th);
+    for (t = 0; t < N_WRITERS; t++) {
+        ck_assert_msg(jobs[t].what[0] == NULL, "writer %d: %s", t,
+                      jobs[t].what[0]);
+    }
+    writers_free(jobs);
+    ck_assert_int_eq(oc.opens, 1);
+    COUNTS(N_WRITERS * 5, N_WRITERS * 5, N_WRITERS * 5, 0, 0);
+}
+END_TEST
+
+/* While the database stays locked, each queued batch gives up at its own
+ * deadline with the busy answer, and nothing of it is kept. */
+START_TEST(store_writeq_deadline)
+{
+    writer_job jobs[N_WRITERS];
+    apr_thread_t *th[N_WRITERS];
+    one_conn oc = { NULL, 0, 0, 0 };
+    tb_store_source src = { one_conn_open, one_conn_close, &oc };
+    tb_writeq *q;
+    sqlite3 *other;
+    apr_time_t start;
+    int t;
+
+    store_open();
+    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
+                                             APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    other = direct();
+    exec_direct(other, "BEGIN IMMEDIATE");
+    start = apr_time_now();
+    writers_start(jobs, th, q, &src, 1, apr_time_from_msec(300));
+    writers_join(jobs, th);
+    /* not one wait after another: all at about the same deadline */
+    ck_assert_int_lt(apr_time_now() - start, apr_time_from_sec(3));
+    for (t = 0; t < N_WRITERS; t++) {
+        ck_assert_ptr_nonnull(jobs[t].what[0]);
+        ck_assert_msg(strstr(jobs[t].what[0], "busy")
+                      || strstr(jobs[t].what[0], "locked"), "writer %d: %s",
+                      t, jobs[t].what[0]);
+    }
+    writers_free(jobs);
+    ck_assert_int_eq(oc.open_now, 0);
+    exec_direct(other, "ROLLBACK");
+    sqlite3_close(other);
+    COUNTS(0, 0, 0, 0, 0);
+}
+END_TEST
+
 /* A statement failing inside the transaction: everything is undone. */
 START_TEST(store_failure_rolls_back)
 {
@@ -2544,6 +2771,9 @@ static Suite *core_suite(void)
     tcase_add_test(tc, store_failure_rolls_back);
     tcase_add_test(tc, store_times_exact);
     tcase_add_test(tc, store_bytes_kept);
+    tcase_add_test(tc, store_writeq_one_connection);
+    tcase_add_test(tc, store_writeq_groups_waiting_batches);
+    tcase_add_test(tc, store_writeq_deadline);
     suite_add_tcase(s, tc);
 
     return s;
