@@ -121,8 +121,9 @@ static const char *const tb_sql_sqlite[TB_NSTMT] = {
     " properties, received_at, command_id, dedup_key)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
 
-    "SELECT id FROM tb_events WHERE customer_id = %s AND dedup_key = %s"
-    " AND received_at >= %s LIMIT 1",
+    /* the dedup key covers the timestamp: tb_events_customer finds it */
+    "SELECT id FROM tb_events WHERE customer_id = %s AND timestamp = %s"
+    " AND dedup_key = %s AND received_at >= %s LIMIT 1",
 
     "INSERT INTO tb_customer_updates (project, customer_id, properties,"
     " update_time, received_at, command_id) VALUES (%s, %s, %s, %s, %s, %s)",
@@ -1088,7 +1089,8 @@ identified:
         if (c->dedup_key) {
             if ((what = tb_select(s, p, TB_FIND_EVENT, rv,
                                   "looking for an identical event", &rows, 1,
-                                  3, cid, c->dedup_key, dedup_since))) {
+                                  4, cid, when, c->dedup_key,
+                                  dedup_since))) {
                 return what;
             }
             if (rows->nelts) {

@@ -14,7 +14,8 @@
  *   of 50 commands and insert its 50 events in ONE statement (one
  *   round trip, one transaction, one WAL flush):
  *     INSERT INTO tb_events (...) SELECT ... FROM (VALUES (...) x 50) v
- *      WHERE NOT EXISTS (an identical event of the customer: dedup_key)
+ *      WHERE NOT EXISTS (an identical event of the customer: timestamp,
+ *      dedup_key)
  *
  * Customer ids are resolved in the client (an in-memory map), which the
  * module cannot do; the dedup key is a cheap 64-bit hash, not the module's
@@ -231,12 +232,13 @@ static void *run(void *arg)
             append(w, &len, ")", 1);
         }
         {
-            char tail[200];
+            char tail[256];
             int n = snprintf(tail, sizeof(tail),
                              ") AS v (c, t, ts, p, r, k) WHERE NOT EXISTS"
                              " (SELECT 1 FROM tb_events e WHERE e.customer_id"
-                             " = v.c AND e.dedup_key = v.k AND e.received_at"
-                             " >= %.17g)", received - 90.0 * 86400);
+                             " = v.c AND e.timestamp = v.ts AND e.dedup_key"
+                             " = v.k AND e.received_at >= %.17g)",
+                             received - 90.0 * 86400);
             append(w, &len, tail, (size_t)n);
         }
         t0 = now_mono();

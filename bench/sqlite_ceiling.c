@@ -11,7 +11,8 @@
  *       SELECT customer_id FROM tb_customer_ids WHERE project, id_name, id_value
  *   none found:  INSERT INTO tb_customers ... RETURNING id
  *   each id not found: INSERT INTO tb_customer_ids ...
- *   SELECT id FROM tb_events WHERE customer_id, dedup_key, received_at
+ *   SELECT id FROM tb_events WHERE customer_id, timestamp, dedup_key,
+ *       received_at
  *   INSERT INTO tb_events ... (with the dedup key)
  *
  * on a new database made from the module's schema file, with the module's
@@ -152,7 +153,7 @@ int main(int argc, char **argv)
                  " timestamp, properties, received_at, command_id, dedup_key)"
                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     findev = prep("SELECT id FROM tb_events WHERE customer_id = ?"
-                  " AND dedup_key = ? AND received_at >= ? LIMIT 1");
+                  " AND timestamp = ? AND dedup_key = ? AND received_at >= ? LIMIT 1");
 
     t0 = now_mono();
     cpu0 = cpu_seconds();
@@ -235,8 +236,9 @@ int main(int argc, char **argv)
                 int rc, dup = 0;
                 dedup_key(r, r->timestamp - shift, key);
                 sqlite3_bind_int64(findev, 1, best);
-                sqlite3_bind_text(findev, 2, key, -1, SQLITE_TRANSIENT);
-                sqlite3_bind_double(findev, 3, received - 90.0 * 86400);
+                sqlite3_bind_double(findev, 2, r->timestamp - shift);
+                sqlite3_bind_text(findev, 3, key, -1, SQLITE_TRANSIENT);
+                sqlite3_bind_double(findev, 4, received - 90.0 * 86400);
                 while ((rc = sqlite3_step(findev)) == SQLITE_ROW) {
                     dup = 1;
                 }

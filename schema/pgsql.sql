@@ -40,8 +40,10 @@ CREATE TABLE IF NOT EXISTS tb_events (
 );
 CREATE INDEX IF NOT EXISTS tb_events_customer
     ON tb_events (customer_id, timestamp);
-CREATE INDEX IF NOT EXISTS tb_events_dedup
-    ON tb_events (customer_id, dedup_key);
+-- An identical event has the same timestamp, so tb_events_customer finds
+-- it.  An index on the dedup key, whose keys land anywhere, made every
+-- batch change many more pages; databases made with it lose it.
+DROP INDEX IF EXISTS tb_events_dedup;
 CREATE INDEX IF NOT EXISTS tb_events_received
     ON tb_events (project, received_at);
 
@@ -341,6 +343,7 @@ BEGIN
         IF c ->> 'dk' IS NOT NULL
            AND EXISTS (SELECT 1 FROM tb_events
                         WHERE customer_id = customer
+                          AND timestamp = at
                           AND dedup_key = c ->> 'dk'
                           AND received_at >= p_since) THEN
             status := 'dup';
@@ -489,7 +492,8 @@ BEGIN
               FROM r
               LEFT JOIN LATERAL (
                    SELECT true AS hit FROM tb_events e
-                    WHERE e.customer_id = r.customer AND e.dedup_key = r.dk
+                    WHERE e.customer_id = r.customer AND e.timestamp = r.t
+                      AND e.dedup_key = r.dk
                       AND e.received_at >= p_now - 90 * 86400
                     LIMIT 1) AS stored ON true
         ), logged_now AS (

@@ -38,8 +38,10 @@ CREATE TABLE IF NOT EXISTS tb_events (
 );
 CREATE INDEX IF NOT EXISTS tb_events_customer
     ON tb_events (customer_id, timestamp);
-CREATE INDEX IF NOT EXISTS tb_events_dedup
-    ON tb_events (customer_id, dedup_key);
+-- An identical event has the same timestamp, so tb_events_customer finds
+-- it.  An index on the dedup key, whose keys land anywhere, made every
+-- batch change many more pages; databases made with it lose it.
+DROP INDEX IF EXISTS tb_events_dedup;
 CREATE INDEX IF NOT EXISTS tb_events_received
     ON tb_events (project, received_at);
 

@@ -1987,6 +1987,44 @@ START_TEST(store_attach_schema)
 }
 END_TEST
 
+/* A database made before tb_events_dedup was dropped loses the index and
+ * still finds identical events, also ones recorded before the change. */
+START_TEST(store_old_dedup_index_dropped)
+{
+    static const char ev[] =
+        "{\"name\": \"customers/events\", \"data\": {\"customer_ids\": "
+        "{\"registered\": \"u1\"}, \"event_type\": \"v\", "
+        "\"timestamp\": 1600000000.25, \"properties\": {\"a\": 1}}}";
+    sqlite3 *d;
+
+    /* the old schema: the module's, plus the index */
+    store_open();
+    d = direct();
+    exec_direct(d, "CREATE INDEX tb_events_dedup"
+                   " ON tb_events (customer_id, dedup_key)");
+    sqlite3_close(d);
+    STORE_OK(batch_of(ev), NOW);
+    COUNTS(1, 1, 1, 0, 0);
+    apr_dbd_close(db.driver, db.handle);
+    db.handle = NULL;
+    apr_pool_destroy(db.conn_pool);
+
+    store_open();
+    ck_assert_int_eq(q_int("SELECT count(*) FROM sqlite_master WHERE "
+                           "name = 'tb_events_dedup'"), 0);
+    /* the event of before, and again in one batch: all one event */
+    STORE_OK(batch_of(apr_pstrcat(pool, ev, ", ", ev, NULL)), NOW + 1);
+    COUNTS(1, 1, 1, 0, 0);
+    /* a microsecond later is another event */
+    STORE_OK(batch_of("{\"name\": \"customers/events\", \"data\": "
+                      "{\"customer_ids\": {\"registered\": \"u1\"}, "
+                      "\"event_type\": \"v\", \"timestamp\": "
+                      "1600000000.250001, \"properties\": {\"a\": 1}}}"),
+             NOW + 2);
+    COUNTS(1, 1, 2, 0, 0);
+}
+END_TEST
+
 START_TEST(store_writes_valid_commands_only)
 {
     tb_batch b;
@@ -2764,6 +2802,7 @@ static Suite *core_suite(void)
     tcase_add_checked_fixture(tc, store_setup, store_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, store_attach_schema);
+    tcase_add_test(tc, store_old_dedup_index_dropped);
     tcase_add_test(tc, store_writes_valid_commands_only);
     tcase_add_test(tc, store_same_customer_across_batches);
     tcase_add_test(tc, store_last_writer_wins);
