@@ -32,6 +32,7 @@
 #include <apr_strings.h>
 #include <apr_thread_cond.h>
 #include <apr_thread_mutex.h>
+#include <apr_thread_proc.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
@@ -212,7 +213,32 @@ struct tb_writeq {
     tb_write_req *head;
     tb_write_req **tail;
     int writing;                /* a thread is the writer */
+    struct tb_ckpt *ckpt;       /* copies the WAL into the database */
 };
+
+/* SQLite: a process's checkpointer.  Copying the WAL into the database
+ * in the COMMIT that fills it (SQLite's own way) holds every writer for
+ * 10-20 ms, the slowest answers at a steady load.  The commits ask for it
+ * early instead (tb_wal_hook) and this thread copies on a connection of
+ * its own, while writers go on; the WAL starts over at the first write
+ * after a copy that caught up.  Under a load that never pauses it cannot
+ * catch up, so a COMMIT that finds TB_CKPT_FULL pages still finishes the
+ * copy under the writers' mutex, as SQLite would, and the WAL stays
+ * bounded. */
+#define TB_CKPT_SOON 250            /* pages: the thread's turn */
+#define TB_CKPT_FULL 1000           /* pages: SQLite's own default */
+
+typedef struct tb_ckpt {
+    apr_pool_t *pool;           /* the thread's and the file name's */
+    apr_thread_mutex_t *lock;
+    apr_thread_cond_t *wake;
+    apr_thread_t *thread;       /* started by the first commit that asks */
+    const char *path;           /* the database, from that commit */
+    int due;
+    int stop;
+    int failed;                 /* no thread: COMMITs copy, as SQLite's */
+    unsigned passes;            /* copies run, for the tests */
+} tb_ckpt;
 
 struct tb_store {
     int pg;                     /* PostgreSQL, else SQLite */
@@ -626,11 +652,9 @@ const char *tb_store_attach(apr_pool_t *conn_pool,
         sqlite3_busy_handler(apr_dbd_native_handle(driver, handle),
                              tb_sqlite_busy, s);
         /* WAL: readers never block the writer; FULL: a commit is on disk
-         * before the client hears success, in WAL mode too.  SQLite's own
-         * checkpoint, in the COMMIT that fills 1000 pages and so under the
-         * writers' mutex, is kept: checkpoints outside the mutex either
-         * never let the WAL start over or made the slowest answers slower
-         * (README, Performance). */
+         * before the client hears success, in WAL mode too.  A writers'
+         * queue moves checkpoints to its own thread (tb_wal_hook); other
+         * writes keep SQLite's own. */
         err = tb_wal(s, tmp);
         if (!err) {
             err = tb_sqlite_exec(s, tmp, "setting up the connection",
@@ -1577,6 +1601,88 @@ static const char *tb_write_alone(tb_store *s, tb_write_req *w,
     return w->what;
 }
 
+static void *APR_THREAD_FUNC tb_ckpt_run(apr_thread_t *t, void *arg)
+{
+    tb_ckpt *k = arg;
+    sqlite3 *db = NULL;
+
+    apr_thread_mutex_lock(k->lock);
+    while (!k->stop) {
+        if (!k->due) {
+            apr_thread_cond_wait(k->wake, k->lock);
+            continue;
+        }
+        k->due = 0;
+        apr_thread_mutex_unlock(k->lock);
+        /* FULL: the database is synced before the WAL can start over */
+        if (!db && (sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE,
+                                    NULL) != SQLITE_OK
+                    || sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL,
+                                    NULL, NULL) != SQLITE_OK)) {
+            sqlite3_close(db);
+            db = NULL;
+        }
+        /* busy (another process's copy, a COMMIT's): the next asks again */
+        if (db) {
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+                                      NULL, NULL);
+        }
+        apr_thread_mutex_lock(k->lock);
+        k->passes++;
+    }
+    apr_thread_mutex_unlock(k->lock);
+    sqlite3_close(db);
+    apr_thread_exit(t, APR_SUCCESS);
+    return NULL;
+}
+
+/* Before the pool's subpools go, the thread's among them. */
+static apr_status_t tb_ckpt_stop(void *arg)
+{
+    tb_ckpt *k = arg;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(k->lock);
+    k->stop = 1;
+    apr_thread_cond_signal(k->wake);
+    apr_thread_mutex_unlock(k->lock);
+    if (k->thread) {
+        apr_thread_join(&rv, k->thread);
+    }
+    return APR_SUCCESS;
+}
+
+/* After each COMMIT in WAL mode, with the pages the WAL holds. */
+static int tb_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    tb_ckpt *k = arg;
+    int inline_copy = pages >= TB_CKPT_FULL;
+
+    if (pages >= TB_CKPT_SOON) {
+        apr_thread_mutex_lock(k->lock);
+        if (!k->thread && !k->failed) {
+            const char *path = sqlite3_db_filename(db, name);
+
+            k->path = path && *path ? apr_pstrdup(k->pool, path) : NULL;
+            if (!k->path || apr_thread_create(&k->thread, NULL, tb_ckpt_run,
+                                              k, k->pool) != APR_SUCCESS) {
+                k->thread = NULL;
+                k->failed = 1;
+            }
+        }
+        if (k->thread) {
+            k->due = 1;
+            apr_thread_cond_signal(k->wake);
+        }
+        apr_thread_mutex_unlock(k->lock);
+    }
+    if (inline_copy) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
+    }
+    return SQLITE_OK;
+}
+
 /* Called with q->lock held. */
 static void tb_unqueue(tb_writeq *q, tb_write_req *w)
 {
@@ -1637,6 +1743,9 @@ static void tb_lead(tb_writeq *q, const tb_store_source *src,
     }
     apr_thread_mutex_unlock(q->lock);
 
+    /* the connection's COMMITs ask this process's checkpointer */
+    sqlite3_wal_hook(apr_dbd_native_handle(s->driver, s->handle),
+                     tb_wal_hook, q->ckpt);
     tb_write_group(s, me->p, group);
     if (locked) {
         apr_global_mutex_unlock(s->writers);
@@ -1750,15 +1859,52 @@ int tb_store_is_pg(const tb_store *s)
 apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out)
 {
     tb_writeq *q = apr_pcalloc(p, sizeof(*q));
+    tb_ckpt *k = apr_pcalloc(p, sizeof(*k));
+    apr_allocator_t *alloc;
     apr_status_t rv;
 
     rv = apr_thread_mutex_create(&q->lock, APR_THREAD_MUTEX_DEFAULT, p);
     if (rv == APR_SUCCESS) {
         rv = apr_thread_cond_create(&q->changed, p);
     }
+    /* its own allocator: the thread is made from a request's thread,
+     * while others may allocate from @a p's */
+    if (rv == APR_SUCCESS) {
+        rv = apr_allocator_create(&alloc);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_pool_create_ex(&k->pool, p, NULL, alloc);
+        if (rv == APR_SUCCESS) {
+            apr_allocator_owner_set(alloc, k->pool);
+        }
+        else {
+            apr_allocator_destroy(alloc);
+        }
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_mutex_create(&k->lock, APR_THREAD_MUTEX_DEFAULT,
+                                     k->pool);
+    }
+    if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&k->wake, k->pool);
+    }
+    if (rv == APR_SUCCESS) {
+        apr_pool_pre_cleanup_register(k->pool, k, tb_ckpt_stop);
+        q->ckpt = k;
+    }
     q->tail = &q->head;
     *out = rv == APR_SUCCESS ? q : NULL;
     return rv;
+}
+
+unsigned tb_writeq_checkpoints(tb_writeq *q)
+{
+    unsigned n;
+
+    apr_thread_mutex_lock(q->ckpt->lock);
+    n = q->ckpt->passes;
+    apr_thread_mutex_unlock(q->ckpt->lock);
+    return n;
 }
 
 /*--------------------------------------------------------------------------*/

@@ -90,8 +90,13 @@ int tb_store_is_pg(const tb_store *s);
 /** SQLite: a process's queue of writers to one database (tb_writeq_write). */
 typedef struct tb_writeq tb_writeq;
 
-/** Make a queue of writers, for the life of @a p (a child's pool). */
+/** Make a queue of writers, for the life of @a p (a child's pool).  Its
+ * checkpointer thread starts with the first COMMIT that needs it and
+ * stops when @a p is destroyed. */
 apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out);
+
+/** How many copies of the WAL the queue's checkpointer has run. */
+unsigned tb_writeq_checkpoints(tb_writeq *q);
 
 /**
  * Where the writer of a queue gets its connection when its turn comes, and

@@ -2415,6 +2415,90 @@ START_TEST(store_writeq_one_connection)
 }
 END_TEST
 
+static apr_off_t file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (apr_off_t)st.st_size : -1;
+}
+
+/* Wait up to 5 s for the queue's checkpointer to have run @a n copies. */
+static unsigned checkpoints_reach(tb_writeq *q, unsigned n)
+{
+    int i;
+
+    for (i = 0; i < 500 && tb_writeq_checkpoints(q) < n; i++) {
+        apr_sleep(apr_time_from_msec(10));
+    }
+    return tb_writeq_checkpoints(q);
+}
+
+/* ~40 batches of 10 events of 1 KB: some 300 pages of WAL, past the
+ * checkpointer's turn (250) and short of a COMMIT's own copy (1000). */
+static void write_wal_round(tb_writeq *q, const tb_store_source *src,
+                            int round)
+{
+    int b, i;
+
+    for (b = 0; b < 40; b++) {
+        const char *cmds = "";
+        tb_batch batch;
+        const char *err;
+
+        for (i = 0; i < 10; i++) {
+            cmds = apr_psprintf(pool, "%s%s{\"name\": \"customers/events\", "
+                                "\"data\": {\"customer_ids\": {\"registered\""
+                                ": \"u%d\"}, \"event_type\": \"v\", "
+                                "\"timestamp\": %d, \"properties\": "
+                                "{\"p\": \"%s\"}}}", cmds, i ? ", " : "", i,
+                                1600000000 + round * 1000 + b * 10 + i,
+                                rep("x", 1000));
+        }
+        ck_assert_ptr_null(parse(batch_of(cmds), &batch));
+        err = tb_writeq_write(q, src, pool, "proj-1", NULL, &batch, NOW,
+                              86400.0, WAIT);
+        ck_assert_msg(err == NULL, "batch %d: %s", b, err);
+    }
+}
+
+/* The WAL is copied into the database by the queue's own thread, not in
+ * a writer's COMMIT, and starts over after each copy: it does not grow
+ * from one round of writes to the next. */
+START_TEST(store_writeq_checkpointer)
+{
+    one_conn oc = { NULL, 0, 0, 0 };
+    tb_store_source src = { one_conn_open, one_conn_close, &oc };
+    tb_writeq *q;
+    const char *wal;
+    apr_off_t before, wal1, wal2;
+
+    store_open();
+    wal = apr_pstrcat(pool, db.path, "-wal", NULL);
+    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
+                                             APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    before = file_size(db.path);
+    ck_assert_uint_eq(tb_writeq_checkpoints(q), 0);
+
+    write_wal_round(q, &src, 1);
+    ck_assert_uint_ge(checkpoints_reach(q, 1), 1);
+    /* the events are in the database file itself, not only in the WAL */
+    ck_assert_int_gt(file_size(db.path), before + 300 * 1024);
+    wal1 = file_size(wal);
+    ck_assert_int_gt(wal1, 250 * 4096);
+    ck_assert_int_lt(wal1, 1000 * 4096);
+
+    write_wal_round(q, &src, 2);
+    ck_assert_uint_ge(checkpoints_reach(q, 2), 2);
+    wal2 = file_size(wal);
+    /* written from its start again: not twice the size */
+    ck_assert_msg(wal2 < wal1 + wal1 / 4, "WAL %ld then %ld bytes",
+                  (long)wal1, (long)wal2);
+    COUNTS(10, 10, 800, 0, 0);
+}
+END_TEST
+
 /* Batches that queue while another process holds the database are
  * committed together once it lets go: one connection, one transaction. */
 START_TEST(store_writeq_groups_waiting_batches)
@@ -2811,6 +2895,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, store_times_exact);
     tcase_add_test(tc, store_bytes_kept);
     tcase_add_test(tc, store_writeq_one_connection);
+    tcase_add_test(tc, store_writeq_checkpointer);
     tcase_add_test(tc, store_writeq_groups_waiting_batches);
     tcase_add_test(tc, store_writeq_deadline);
     suite_add_tcase(s, tc);
