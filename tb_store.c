@@ -23,6 +23,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,10 +233,12 @@ struct tb_writeq {
 typedef struct tb_ckpt {
     apr_pool_t *pool;           /* the thread's and the file name's */
     apr_thread_mutex_t *lock;
-    apr_thread_cond_t *wake;
+    apr_thread_cond_t *wake;    /* the thread's: a copy is due, or stop */
+    apr_thread_cond_t *done;    /* a copy ended (tb_writeq_checkpoints) */
     apr_thread_t *thread;       /* started by the first commit that asks */
     const char *path;           /* the database, from that commit */
     int due;
+    int running;                /* a copy is under way */
     int stop;
     int failed;                 /* no thread: COMMITs copy, as SQLite's */
     unsigned passes;            /* copies run, for the tests */
@@ -1605,35 +1609,64 @@ static void *APR_THREAD_FUNC tb_ckpt_run(apr_thread_t *t, void *arg)
 {
     tb_ckpt *k = arg;
     sqlite3 *db = NULL;
+    int rc = SQLITE_OK;
 
+    /* seen by ps and top -H as the module's, not as an httpd worker */
+    pthread_setname_np(pthread_self(), "tb-checkpoint");
     apr_thread_mutex_lock(k->lock);
-    while (!k->stop) {
+    while (!k->stop && !k->failed) {
         if (!k->due) {
             apr_thread_cond_wait(k->wake, k->lock);
             continue;
         }
         k->due = 0;
+        k->running = 1;
         apr_thread_mutex_unlock(k->lock);
         /* FULL: the database is synced before the WAL can start over */
-        if (!db && (sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE,
-                                    NULL) != SQLITE_OK
-                    || sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL,
-                                    NULL, NULL) != SQLITE_OK)) {
-            sqlite3_close(db);
-            db = NULL;
+        if (!db) {
+            rc = sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE, NULL);
+            if (rc == SQLITE_OK) {
+                rc = sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL,
+                                  NULL);
+            }
         }
         /* busy (another process's copy, a COMMIT's): the next asks again */
-        if (db) {
-            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                      NULL, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_wal_checkpoint_v2(db, NULL,
+                                           SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                           NULL);
         }
         apr_thread_mutex_lock(k->lock);
-        k->passes++;
+        k->running = 0;
+        if (rc == SQLITE_OK) {
+            k->passes++;
+        }
+        else if (rc != SQLITE_BUSY) {
+            /* the COMMITs copy from now on, as SQLite's own would */
+            k->failed = 1;
+        }
+        apr_thread_cond_broadcast(k->done);
     }
     apr_thread_mutex_unlock(k->lock);
     sqlite3_close(db);
     apr_thread_exit(t, APR_SUCCESS);
     return NULL;
+}
+
+/* Start the thread with every signal blocked: under prefork the request
+ * thread that asks has httpd's handlers (SIGTERM, SIGHUP, SIGUSR1)
+ * unblocked, and they must keep running on that thread, not this one.
+ * Called with k->lock held. */
+static apr_status_t tb_ckpt_start(tb_ckpt *k)
+{
+    sigset_t all, old;
+    apr_status_t rv;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    rv = apr_thread_create(&k->thread, NULL, tb_ckpt_run, k, k->pool);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rv;
 }
 
 /* Before the pool's subpools go, the thread's among them. */
@@ -1648,37 +1681,40 @@ static apr_status_t tb_ckpt_stop(void *arg)
     apr_thread_mutex_unlock(k->lock);
     if (k->thread) {
         apr_thread_join(&rv, k->thread);
+        k->thread = NULL;
     }
     return APR_SUCCESS;
 }
 
-/* After each COMMIT in WAL mode, with the pages the WAL holds. */
+/* After each COMMIT in WAL mode, with the pages the WAL holds.  It
+ * answers SQLITE_OK whatever happens: the transaction is committed, and
+ * an error here would fail batches that are kept. */
 static int tb_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     tb_ckpt *k = arg;
-    int inline_copy = pages >= TB_CKPT_FULL;
 
+    if (pages >= TB_CKPT_FULL) {
+        /* not the thread now: it would hold the copy this one makes */
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
+        return SQLITE_OK;
+    }
     if (pages >= TB_CKPT_SOON) {
         apr_thread_mutex_lock(k->lock);
         if (!k->thread && !k->failed) {
             const char *path = sqlite3_db_filename(db, name);
 
             k->path = path && *path ? apr_pstrdup(k->pool, path) : NULL;
-            if (!k->path || apr_thread_create(&k->thread, NULL, tb_ckpt_run,
-                                              k, k->pool) != APR_SUCCESS) {
+            if (!k->path || tb_ckpt_start(k) != APR_SUCCESS) {
                 k->thread = NULL;
                 k->failed = 1;
             }
         }
-        if (k->thread) {
+        if (k->thread && !k->failed) {
             k->due = 1;
             apr_thread_cond_signal(k->wake);
         }
         apr_thread_mutex_unlock(k->lock);
-    }
-    if (inline_copy) {
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                  NULL);
     }
     return SQLITE_OK;
 }
@@ -1889,6 +1925,9 @@ apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out)
         rv = apr_thread_cond_create(&k->wake, k->pool);
     }
     if (rv == APR_SUCCESS) {
+        rv = apr_thread_cond_create(&k->done, k->pool);
+    }
+    if (rv == APR_SUCCESS) {
         apr_pool_pre_cleanup_register(k->pool, k, tb_ckpt_stop);
         q->ckpt = k;
     }
@@ -1897,13 +1936,18 @@ apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out)
     return rv;
 }
 
-unsigned tb_writeq_checkpoints(tb_writeq *q)
+unsigned tb_writeq_checkpoints(tb_writeq *q, apr_interval_time_t wait)
 {
+    tb_ckpt *k = q->ckpt;
+    apr_time_t until = apr_time_now() + wait;
     unsigned n;
 
-    apr_thread_mutex_lock(q->ckpt->lock);
-    n = q->ckpt->passes;
-    apr_thread_mutex_unlock(q->ckpt->lock);
+    apr_thread_mutex_lock(k->lock);
+    while ((k->due || k->running) && !k->failed && apr_time_now() < until) {
+        apr_thread_cond_timedwait(k->done, k->lock, until - apr_time_now());
+    }
+    n = k->passes;
+    apr_thread_mutex_unlock(k->lock);
     return n;
 }
 

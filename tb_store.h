@@ -95,8 +95,9 @@ typedef struct tb_writeq tb_writeq;
  * stops when @a p is destroyed. */
 apr_status_t tb_writeq_create(apr_pool_t *p, tb_writeq **out);
 
-/** How many copies of the WAL the queue's checkpointer has run. */
-unsigned tb_writeq_checkpoints(tb_writeq *q);
+/** How many copies of the WAL the queue's checkpointer has run, once it
+ * has none due or under way, or @a wait has passed (for the tests). */
+unsigned tb_writeq_checkpoints(tb_writeq *q, apr_interval_time_t wait);
 
 /**
  * Where the writer of a queue gets its connection when its turn comes, and

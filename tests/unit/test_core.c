@@ -31,7 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <apr_general.h>
@@ -2422,25 +2425,86 @@ static apr_off_t file_size(const char *path)
     return stat(path, &st) == 0 ? (apr_off_t)st.st_size : -1;
 }
 
-/* Wait up to 5 s for the queue's checkpointer to have run @a n copies. */
+/* Wait up to 5 s for the queue's checkpointer to have run @a n copies
+ * and to have none due or under way. */
 static unsigned checkpoints_reach(tb_writeq *q, unsigned n)
 {
     int i;
 
-    for (i = 0; i < 500 && tb_writeq_checkpoints(q) < n; i++) {
-        apr_sleep(apr_time_from_msec(10));
+    for (i = 0; i < 50 && tb_writeq_checkpoints(q, 0) < n; i++) {
+        apr_sleep(apr_time_from_msec(100));
     }
-    return tb_writeq_checkpoints(q);
+    return tb_writeq_checkpoints(q, apr_time_from_sec(5));
+}
+
+/* The signals a thread of this process named @a name blocks, from
+ * /proc: 1 and *mask when found. */
+static int thread_sigblk(const char *name, unsigned long long *mask)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int found = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while (!found && (e = readdir(d)) != NULL) {
+        char path[300], line[256];
+        FILE *f;
+
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        if (!(f = fopen(path, "r"))) {
+            continue;
+        }
+        if (fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\n")] = '\0';
+            found = !strcmp(line, name);
+        }
+        fclose(f);
+        if (!found) {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        ck_assert_ptr_nonnull(f = fopen(path, "r"));
+        *mask = 0;
+        while (fgets(line, sizeof(line), f)) {
+            if (!strncmp(line, "SigBlk:", 7)) {
+                *mask = strtoull(line + 7, NULL, 16);
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Pages in the WAL of @a path now, from a connection of the test's own
+ * (its checkpoint copies nothing that the WAL does not hold). */
+static int wal_frames(const char *path)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    int frames;
+
+    ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(h, "PRAGMA wal_checkpoint(PASSIVE)",
+                                        -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    frames = sqlite3_column_int(st, 1);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return frames;
 }
 
 /* ~40 batches of 10 events of 1 KB: some 300 pages of WAL, past the
  * checkpointer's turn (250) and short of a COMMIT's own copy (1000). */
 static void write_wal_round(tb_writeq *q, const tb_store_source *src,
-                            int round)
+                            int round, int batches)
 {
     int b, i;
 
-    for (b = 0; b < 40; b++) {
+    for (b = 0; b < batches; b++) {
         const char *cmds = "";
         tb_batch batch;
         const char *err;
@@ -2462,15 +2526,16 @@ static void write_wal_round(tb_writeq *q, const tb_store_source *src,
 }
 
 /* The WAL is copied into the database by the queue's own thread, not in
- * a writer's COMMIT, and starts over after each copy: it does not grow
- * from one round of writes to the next. */
+ * a writer's COMMIT, and starts over at the first write after a copy that
+ * caught up: it does not grow from one round of writes to the next. */
 START_TEST(store_writeq_checkpointer)
 {
     one_conn oc = { NULL, 0, 0, 0 };
     tb_store_source src = { one_conn_open, one_conn_close, &oc };
     tb_writeq *q;
     const char *wal;
-    apr_off_t before, wal1, wal2;
+    apr_off_t before;
+    int round;
 
     store_open();
     wal = apr_pstrcat(pool, db.path, "-wal", NULL);
@@ -2479,23 +2544,40 @@ START_TEST(store_writeq_checkpointer)
                      APR_SUCCESS);
     ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
     before = file_size(db.path);
-    ck_assert_uint_eq(tb_writeq_checkpoints(q), 0);
+    ck_assert_uint_eq(tb_writeq_checkpoints(q, 0), 0);
 
-    write_wal_round(q, &src, 1);
-    ck_assert_uint_ge(checkpoints_reach(q, 1), 1);
+    for (round = 1; round <= 2; round++) {
+        write_wal_round(q, &src, round, 40);
+        ck_assert_uint_ge(checkpoints_reach(q, round), round);
+        /* one more batch: written from the WAL's start if the copy was
+         * due (250 pages), else after fewer than 250; without the thread
+         * the WAL would hold every round's pages (~365 each) up to 1000 */
+        write_wal_round(q, &src, round + 10, 1);
+        ck_assert_int_lt(wal_frames(db.path), 250 + 100);
+        /* never near the size at which a COMMIT copies */
+        ck_assert_int_lt(file_size(wal), 1000 * 4096);
+    }
     /* the events are in the database file itself, not only in the WAL */
-    ck_assert_int_gt(file_size(db.path), before + 300 * 1024);
-    wal1 = file_size(wal);
-    ck_assert_int_gt(wal1, 250 * 4096);
-    ck_assert_int_lt(wal1, 1000 * 4096);
+    ck_assert_int_gt(file_size(db.path), before + 600 * 1024);
+    /* httpd's handlers stay on the request threads (prefork's child
+     * has them unblocked in its one thread, as this test has) */
+    {
+        unsigned long long blk = 0;
+        unsigned long long want = (1ULL << (SIGTERM - 1))
+                                  | (1ULL << (SIGHUP - 1))
+                                  | (1ULL << (SIGUSR1 - 1));
+        sigset_t mine;
 
-    write_wal_round(q, &src, 2);
-    ck_assert_uint_ge(checkpoints_reach(q, 2), 2);
-    wal2 = file_size(wal);
-    /* written from its start again: not twice the size */
-    ck_assert_msg(wal2 < wal1 + wal1 / 4, "WAL %ld then %ld bytes",
-                  (long)wal1, (long)wal2);
-    COUNTS(10, 10, 800, 0, 0);
+        /* else the thread would inherit them blocked, and prove nothing */
+        pthread_sigmask(SIG_BLOCK, NULL, &mine);
+        ck_assert(!sigismember(&mine, SIGTERM) && !sigismember(&mine, SIGHUP)
+                  && !sigismember(&mine, SIGUSR1));
+        ck_assert_msg(thread_sigblk("tb-checkpoint", &blk),
+                      "no thread named tb-checkpoint");
+        ck_assert_msg((blk & want) == want, "the checkpointer blocks %llx",
+                      blk);
+    }
+    COUNTS(10, 10, 820, 0, 0);
 }
 END_TEST
 
