@@ -269,7 +269,7 @@ static const char *tb_parse_num(cmd_parms *cmd, const char *arg,
     return NULL;
 }
 
-/* Limits are bounded so that every size fits json-c's int lengths. */
+/* Limits are bounded so that every size fits an int. */
 static const char *tb_set_size(cmd_parms *cmd, void *dconf, const char *arg)
 {
     apr_off_t *field = (apr_off_t *)((char *)dconf + (apr_size_t)cmd->info);

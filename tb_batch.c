@@ -26,7 +26,6 @@
 #include <wctype.h>
 
 #include <apr_strings.h>
-#include <json-c/json.h>
 
 #include "tb_auth.h"
 #include "tb_batch.h"
@@ -34,8 +33,6 @@
 
 /* How far ahead of the receipt time a timestamp may be (SPEC §4). */
 #define TB_MAX_FUTURE 86400.0
-
-#define TB_PRINT_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
 /* Longest client-supplied name quoted back in an error text. */
 #define TB_ECHO_MAX 128
@@ -58,61 +55,9 @@ static const char *tb_quote(apr_pool_t *p, const char *fmt, const char *name,
     return apr_psprintf(p, fmt, name);
 }
 
-static apr_status_t tb_tokener_cleanup(void *tok)
+static int tb_is_number(const tb_jv *v)
 {
-    json_tokener_free(tok);
-    return APR_SUCCESS;
-}
-
-/* Count object members in a tree and refuse non-finite numbers: the
- * scanner counted members in the text, so fewer here means json-c folded
- * duplicate keys. */
-static apr_size_t tb_tree_check(struct json_object *o, int *bad)
-{
-    apr_size_t n = 0;
-
-    switch (json_object_get_type(o)) {
-    case json_type_double:
-        if (!isfinite(json_object_get_double(o))) {
-            *bad = 1;
-        }
-        break;
-    case json_type_object: {
-        json_object_object_foreach(o, k, v) {
-            (void)k;
-            n += 1 + tb_tree_check(v, bad);
-        }
-        break;
-    }
-    case json_type_array: {
-        size_t i, len = json_object_array_length(o);
-        for (i = 0; i < len; i++) {
-            n += tb_tree_check(json_object_array_get_idx(o, i), bad);
-        }
-        break;
-    }
-    default:
-        break;
-    }
-    return n;
-}
-
-/* Absent and JSON null mean the same to every optional field: the Python
- * SDK sends null for what it does not know. */
-static struct json_object *tb_get(struct json_object *o, const char *key)
-{
-    struct json_object *v = NULL;
-
-    if (!json_object_object_get_ex(o, key, &v)) {
-        return NULL;
-    }
-    return v;
-}
-
-static int tb_is_number(struct json_object *v)
-{
-    return json_object_is_type(v, json_type_int)
-           || json_object_is_type(v, json_type_double);
+    return v->type == TB_JSON_NUMBER;
 }
 
 /* Is there a letter or digit beyond ASCII?  Classified by the C library's
@@ -163,23 +108,25 @@ static int tb_usable_id(const char *s)
     return non_ascii && tb_has_unicode_alnum((const unsigned char *)s);
 }
 
-static void tb_check_ids(apr_pool_t *p, struct json_object *data,
+static void tb_check_ids(apr_pool_t *p, const tb_jv *data,
                          const tb_limits *lim, tb_command *c)
 {
-    struct json_object *ids = tb_get(data, "customer_ids");
+    const tb_jv *ids = tb_jv_get(data, "customer_ids");
+    const tb_jv *v;
     int i;
 
-    if (!ids || !json_object_is_type(ids, json_type_object)) {
+    if (!ids || ids->type != TB_JSON_OBJECT) {
         tb_error(p, c, "Field 'customer_ids' is required.");
         return;
     }
-    if (json_object_object_length(ids) == 0) {
+    if (ids->len == 0) {
         tb_error(p, c, "At least one id should be specified.");
         return;
     }
-    c->ids = apr_array_make(p, json_object_object_length(ids), sizeof(tb_id));
-    json_object_object_foreach(ids, name, v) {
+    c->ids = apr_array_make(p, (int)ids->len, sizeof(tb_id));
+    for (v = ids->first; v; v = v->next) {
         const tb_id_type *type = NULL;
+        const char *name = v->key;
 
         for (i = 0; i < lim->id_types->nelts; i++) {
             const tb_id_type *t = &APR_ARRAY_IDX(lim->id_types, i, tb_id_type);
@@ -193,19 +140,21 @@ static void tb_check_ids(apr_pool_t *p, struct json_object *data,
                                     "Unknown customer id."));
             continue;
         }
-        if (v && !json_object_is_type(v, json_type_string)) {
+        if (v->type == TB_JSON_NULL) {
+            continue;
+        }
+        if (v->type != TB_JSON_STRING) {
             tb_error(p, c, apr_psprintf(p, "Value of customer id '%s' must "
                                         "be a string.", name));
             continue;
         }
-        if (!v || !tb_usable_id(json_object_get_string(v))) {
+        if (!tb_usable_id(v->str)) {
             continue;
         }
         {
             tb_id *id = apr_array_push(c->ids);
             id->name = type->name;
-            id->value = apr_pstrmemdup(p, json_object_get_string(v),
-                                       json_object_get_string_len(v));
+            id->value = apr_pstrmemdup(p, v->str, v->len);
             id->hard = type->hard;
         }
     }
@@ -214,104 +163,96 @@ static void tb_check_ids(apr_pool_t *p, struct json_object *data,
     }
 }
 
-/* Validate a property name and serialise its value.  Returns the value
- * text (owned by json-c until the tree is freed), or NULL on error. */
-static const char *tb_check_prop(apr_pool_t *p, const char *name,
-                                 struct json_object *v, const tb_limits *lim,
-                                 tb_command *c, size_t *vlen)
+/* Properties of either command: each name checked and each value
+ * serialised as json-c prints it, into one object text in @a tmp, each
+ * property listed with its value pointing into that text.  The text
+ * moves to its place (tb_place_props) once the command is valid. */
+static void tb_check_props(apr_pool_t *p, apr_pool_t *tmp, const tb_jv *data,
+                           const tb_limits *lim, tb_command *c)
 {
-    apr_size_t nlen = strlen(name);
-    const char *text;
-
-    if (nlen == 0 || nlen > lim->max_name_len) {
-        tb_error(p, c, apr_psprintf(p, "Property names must be 1 to %"
-                                    APR_SIZE_T_FMT " bytes long.",
-                                    lim->max_name_len));
-        return NULL;
-    }
-    text = json_object_to_json_string_length(v, TB_PRINT_FLAGS, vlen);
-    if (!text) {
-        /* json-c out of memory: never drop a property silently */
-        tb_error(p, c, apr_psprintf(p, "Value of property '%s' could not be "
-                                    "read.", name));
-        return NULL;
-    }
-    if (*vlen >= lim->max_value_size) {
-        tb_error(p, c, apr_psprintf(p, "Value of property '%s' must be "
-                                    "smaller than %" APR_SIZE_T_FMT " bytes.",
-                                    name, lim->max_value_size));
-        return NULL;
-    }
-    return text;
-}
-
-/* Properties of either command: each checked and serialised, then joined
- * into one object text of the exact size (a growing buffer would leave
- * its smaller copies in the pool: up to twice a large command).  Each
- * property is also listed, its value pointing into that text.  With
- * @a room (the command's own body text, parsed already), the text is
- * written there when it fits, rather than copied into the pool. */
-static void tb_check_props(apr_pool_t *p, struct json_object *data,
-                           const tb_limits *lim, char *room,
-                           apr_size_t room_len, tb_command *c)
-{
-    struct json_object *props = tb_get(data, "properties");
-    const char **texts;
+    const tb_jv *props = tb_jv_get(data, "properties");
+    const tb_jv *v;
     tb_sb_t sb;
-    apr_size_t total = 2;
-    int i, n = 0, nerr = c->errors ? c->errors->nelts : 0;
+    apr_size_t *at;
+    int i, nerr = c->errors ? c->errors->nelts : 0;
 
-    c->props = apr_array_make(p, props && json_object_is_type(props,
-                              json_type_object)
-                              ? json_object_object_length(props) : 0,
-                              sizeof(tb_prop));
-    if (!props || json_object_is_type(props, json_type_null)) {
+    c->props = apr_array_make(p, props && props->type == TB_JSON_OBJECT
+                                 ? (int)props->len : 0, sizeof(tb_prop));
+    if (!props) {
         c->properties = "{}";
         return;
     }
-    if (!json_object_is_type(props, json_type_object)) {
+    if (props->type != TB_JSON_OBJECT) {
         tb_error(p, c, "Field 'properties' must be an object.");
         return;
     }
-    /* the serialisations stay with their json-c values until the tree is
-     * freed, after this function */
-    texts = apr_palloc(p, (c->props->nalloc + 1) * sizeof(char *));
-    json_object_object_foreach(props, name, v) {
-        size_t vlen;
-        const char *text = tb_check_prop(p, name, v, lim, c, &vlen);
+    /* offsets first: the text may move while it grows */
+    at = apr_palloc(tmp, (props->len + 1) * sizeof(*at));
+    tb_sb_init(&sb, tmp, 256);
+    tb_sb_add(&sb, "{", 1);
+    for (v = props->first; v; v = v->next) {
+        apr_size_t nlen = strlen(v->key), mark = sb.len, start;
         tb_prop *prop;
 
-        if (!text) {
+        if (nlen == 0 || nlen > lim->max_name_len) {
+            tb_error(p, c, apr_psprintf(p, "Property names must be 1 to %"
+                                        APR_SIZE_T_FMT " bytes long.",
+                                        lim->max_name_len));
             continue;
         }
+        if (c->props->nelts) {
+            tb_sb_add(&sb, ",", 1);
+        }
+        tb_sb_add_jstr(&sb, v->key, nlen);
+        tb_sb_add(&sb, ":", 1);
+        start = sb.len;
+        tb_sb_add_jv(&sb, v);
+        if (sb.len - start >= lim->max_value_size) {
+            tb_error(p, c, apr_psprintf(p, "Value of property '%s' must be "
+                                        "smaller than %" APR_SIZE_T_FMT
+                                        " bytes.", v->key,
+                                        lim->max_value_size));
+            sb.len = mark;
+            continue;
+        }
+        at[c->props->nelts] = start;
         prop = apr_array_push(c->props);
-        prop->name = apr_pstrdup(p, name);
-        prop->value_len = vlen;
-        texts[n++] = text;
-        total += (n > 1) + tb_jstr_len(name, strlen(name)) + 1 + vlen;
+        prop->name = apr_pstrmemdup(p, v->key, nlen);
+        prop->value_len = sb.len - start;
     }
     if ((c->errors ? c->errors->nelts : 0) != nerr) {
         return;
     }
-    if (room && total + 1 <= room_len) {
-        tb_sb_init_at(&sb, p, room, total + 1);
-    }
-    else {
-        tb_sb_init(&sb, p, total + 1);
-    }
-    tb_sb_add(&sb, "{", 1);
-    for (i = 0; i < n; i++) {
-        tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
-        if (i) {
-            tb_sb_add(&sb, ",", 1);
-        }
-        tb_sb_add_jstr(&sb, prop->name, strlen(prop->name));
-        tb_sb_add(&sb, ":", 1);
-        prop->value = sb.buf + sb.len;        /* the buffer never moves */
-        tb_sb_add(&sb, texts[i], prop->value_len);
-    }
     tb_sb_add(&sb, "}", 1);
     c->properties = tb_sb_str(&sb);
+    for (i = 0; i < c->props->nelts; i++) {
+        APR_ARRAY_IDX(c->props, i, tb_prop).value = sb.buf + at[i];
+    }
+}
+
+/* Move a valid command's properties text out of the scratch pool: over
+ * the command's own bytes @a room when it fits (its compact text is
+ * almost never longer than the command), else into @a p, at its exact
+ * size.  The command's tree is not read after this. */
+static void tb_place_props(apr_pool_t *p, char *room, apr_size_t room_len,
+                           tb_command *c)
+{
+    const char *from = c->properties;
+    apr_size_t n = strlen(from);
+    char *to;
+    int i;
+
+    if (!c->props->nelts) {
+        c->properties = "{}";
+        return;
+    }
+    to = room && n + 1 <= room_len ? room : apr_palloc(p, n + 1);
+    memmove(to, from, n + 1);
+    c->properties = to;
+    for (i = 0; i < c->props->nelts; i++) {
+        tb_prop *prop = &APR_ARRAY_IDX(c->props, i, tb_prop);
+        prop->value = to + (prop->value - from);
+    }
 }
 
 static int tb_prop_cmp(const void *a, const void *b)
@@ -363,36 +304,35 @@ static void tb_dedup_key(apr_pool_t *p, tb_command *c)
 }
 
 /* "timestamp" / "update_timestamp", or "age" seconds ago, or now. */
-static void tb_check_time(apr_pool_t *p, struct json_object *data,
+static void tb_check_time(apr_pool_t *p, apr_pool_t *tmp, const tb_jv *data,
                           const char *field, double now, tb_command *c)
 {
-    struct json_object *v = tb_get(data, field);
-    struct json_object *age = tb_get(data, "age");
+    const tb_jv *v = tb_jv_get(data, field);
+    const tb_jv *age = tb_jv_get(data, "age");
     const char *used = field;
     double t = now;
 
-    if (v && !json_object_is_type(v, json_type_null)) {
+    if (v) {
         c->time_given = 1;
         if (tb_is_number(v)) {
-            t = json_object_get_double(v);
+            t = tb_jv_number(tmp, v);
         }
-        else if (!json_object_is_type(v, json_type_string)
-                 || tb_parse_iso8601(json_object_get_string(v),
-                                     json_object_get_string_len(v), &t)) {
+        else if (v->type != TB_JSON_STRING
+                 || tb_parse_iso8601(v->str, v->len, &t)) {
             tb_error(p, c, apr_psprintf(p, "Field '%s' must be Unix time in "
                                         "seconds or an ISO-8601 date-time.",
                                         field));
             return;
         }
     }
-    else if (age && !json_object_is_type(age, json_type_null)) {
+    else if (age) {
         used = "age";
-        if (!tb_is_number(age) || json_object_get_double(age) < 0) {
+        if (!tb_is_number(age) || tb_jv_number(tmp, age) < 0) {
             tb_error(p, c, "Field 'age' must be a number of seconds, "
                            "0 or more.");
             return;
         }
-        t = now - json_object_get_double(age);
+        t = now - tb_jv_number(tmp, age);
     }
     if (!(t >= 0 && t <= now + TB_MAX_FUTURE)) {
         tb_error(p, c, apr_psprintf(p, "Field '%s' is out of range: expected "
@@ -403,62 +343,77 @@ static void tb_check_time(apr_pool_t *p, struct json_object *data,
     c->time = t;
 }
 
-static void tb_check_event(apr_pool_t *p, struct json_object *data,
+/* After a command's checks: a valid one's properties to their place, an
+ * invalid one's dropped with the scratch pool. */
+static void tb_finish(apr_pool_t *p, char *room, apr_size_t room_len,
+                      tb_command *c, tb_cmd_kind kind)
+{
+    c->kind = c->errors ? TB_CMD_INVALID : kind;
+    if (c->kind == TB_CMD_INVALID) {
+        c->properties = NULL;
+        if (c->props) {
+            apr_array_clear(c->props);
+        }
+        return;
+    }
+    tb_place_props(p, room, room_len, c);
+}
+
+static void tb_check_event(apr_pool_t *p, apr_pool_t *tmp, const tb_jv *data,
                            const tb_limits *lim, double now, char *room,
                            apr_size_t room_len, tb_command *c)
 {
-    struct json_object *type = tb_get(data, "event_type");
+    const tb_jv *type = tb_jv_get(data, "event_type");
 
     tb_check_ids(p, data, lim, c);
-    if (!type || !json_object_is_type(type, json_type_string)
-        || json_object_get_string_len(type) == 0) {
+    if (!type || type->type != TB_JSON_STRING || type->len == 0) {
         tb_error(p, c, "Field 'event_type' is required.");
     }
-    else if ((apr_size_t)json_object_get_string_len(type) > lim->max_name_len) {
+    else if (type->len > lim->max_name_len) {
         tb_error(p, c, apr_psprintf(p, "Field 'event_type' must be at most %"
                                     APR_SIZE_T_FMT " bytes long.",
                                     lim->max_name_len));
     }
     else {
-        c->event_type = apr_pstrmemdup(p, json_object_get_string(type),
-                                       json_object_get_string_len(type));
+        c->event_type = apr_pstrmemdup(p, type->str, type->len);
     }
-    tb_check_props(p, data, lim, room, room_len, c);
-    tb_check_time(p, data, "timestamp", now, c);
-    c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_EVENT;
+    tb_check_props(p, tmp, data, lim, c);
+    tb_check_time(p, tmp, data, "timestamp", now, c);
+    tb_finish(p, room, room_len, c, TB_CMD_EVENT);
     if (c->kind == TB_CMD_EVENT) {
         tb_dedup_key(p, c);
     }
 }
 
-static void tb_check_customer(apr_pool_t *p, struct json_object *data,
-                              const tb_limits *lim, double now, char *room,
-                              apr_size_t room_len, tb_command *c)
+static void tb_check_customer(apr_pool_t *p, apr_pool_t *tmp,
+                              const tb_jv *data, const tb_limits *lim,
+                              double now, char *room, apr_size_t room_len,
+                              tb_command *c)
 {
     tb_check_ids(p, data, lim, c);
-    tb_check_props(p, data, lim, room, room_len, c);
-    tb_check_time(p, data, "update_timestamp", now, c);
-    c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_CUSTOMER;
+    tb_check_props(p, tmp, data, lim, c);
+    tb_check_time(p, tmp, data, "update_timestamp", now, c);
+    tb_finish(p, room, room_len, c, TB_CMD_CUSTOMER);
 }
 
 /* Keep a command's id for storing and for echoing in its result. */
-static void tb_set_command_id(apr_pool_t *p, struct json_object *id,
-                              tb_command *c)
+static void tb_set_command_id(apr_pool_t *p, const tb_jv *id, tb_command *c)
 {
-    if (!id || json_object_is_type(id, json_type_null)) {
+    tb_sb_t sb;
+
+    if (!id) {
         return;
     }
-    if (json_object_is_type(id, json_type_string)) {
-        tb_sb_t sb;
-        apr_size_t n = json_object_get_string_len(id);
-        c->command_id = apr_pstrmemdup(p, json_object_get_string(id), n);
-        tb_sb_init(&sb, p, n + 3);
-        tb_sb_add_jstr(&sb, c->command_id, n);
+    if (id->type == TB_JSON_STRING) {
+        c->command_id = apr_pstrmemdup(p, id->str, id->len);
+        tb_sb_init(&sb, p, id->len + 3);
+        tb_sb_add_jstr(&sb, c->command_id, id->len);
         c->command_id_json = tb_sb_str(&sb);
     }
-    else if (json_object_is_type(id, json_type_int)) {
-        c->command_id = apr_pstrdup(p, json_object_to_json_string_ext(
-                                            id, TB_PRINT_FLAGS));
+    else if (id->type == TB_JSON_NUMBER && id->is_int) {
+        tb_sb_init(&sb, p, id->len + 1);
+        tb_sb_add_jv(&sb, id);
+        c->command_id = tb_sb_str(&sb);
         c->command_id_json = c->command_id;
     }
     else {
@@ -467,41 +422,36 @@ static void tb_set_command_id(apr_pool_t *p, struct json_object *id,
 }
 
 /* The id of a command too large to parse whole: the scanner found where
- * its value lies; a scalar needs the terminating NUL to end in json-c. */
-static void tb_command_id_of_span(apr_pool_t *p, struct json_tokener *tok,
+ * its value lies. */
+static void tb_command_id_of_span(apr_pool_t *p, apr_pool_t *tmp,
                                   const char *body, const tb_json_span *sp,
                                   tb_command *c)
 {
-    struct json_object *id;
-    char *text;
+    tb_jv *id;
 
     if (sp->id_type == TB_JSON_NONE) {
         return;
     }
-    text = apr_pstrmemdup(p, body + sp->id_start, sp->id_len);
-    json_tokener_reset(tok);
-    id = json_tokener_parse_ex(tok, text, (int)sp->id_len + 1);
-    if (id) {
-        tb_set_command_id(p, id, c);
-        json_object_put(id);
+    if (!tb_json_parse(tmp, body + sp->id_start, sp->id_len, &id)) {
+        tb_set_command_id(p, id->type == TB_JSON_NULL ? NULL : id, c);
     }
 }
 
 /* One element of "commands". */
-static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
+static void tb_check_command(apr_pool_t *p, apr_pool_t *tmp, const tb_jv *cmd,
                              const tb_limits *lim, double now, char *room,
                              apr_size_t room_len, tb_command *c)
 {
-    struct json_object *name = tb_get(cmd, "name");
-    struct json_object *data = tb_get(cmd, "data");
+    const tb_jv *name = tb_jv_get(cmd, "name");
+    const tb_jv *data = tb_jv_get(cmd, "data");
     const char *n;
 
-    tb_set_command_id(p, tb_get(cmd, "command_id"), c);
-    if (!name || !json_object_is_type(name, json_type_string)) {
+    tb_set_command_id(p, tb_jv_get(cmd, "command_id"), c);
+    if (!name || name->type != TB_JSON_STRING) {
         tb_error(p, c, "Field 'name' is required.");
         return;
     }
-    n = json_object_get_string(name);
+    n = name->str;
     if (!strcmp(n, "system/time")) {
         c->kind = c->errors ? TB_CMD_INVALID : TB_CMD_TIME;
         return;
@@ -511,60 +461,31 @@ static void tb_check_command(apr_pool_t *p, struct json_object *cmd,
                                 "Unknown command name."));
         return;
     }
-    if (!data || json_object_is_type(data, json_type_null)) {
+    if (!data) {
         tb_error(p, c, "Field 'data' is required.");
         return;
     }
-    if (!json_object_is_type(data, json_type_object)) {
+    if (data->type != TB_JSON_OBJECT) {
         tb_error(p, c, "Field 'data' must be an object.");
         return;
     }
     if (!strcmp(n, "customers")) {
-        tb_check_customer(p, data, lim, now, room, room_len, c);
+        tb_check_customer(p, tmp, data, lim, now, room, room_len, c);
     }
     else {
-        tb_check_event(p, data, lim, now, room, room_len, c);
+        tb_check_event(p, tmp, data, lim, now, room, room_len, c);
     }
-}
-
-/* Parse one object's text with json-c and hold it to the scanner's count. */
-static struct json_object *tb_parse_one(struct json_tokener *tok,
-                                        const char *text, apr_size_t len,
-                                        apr_size_t members,
-                                        const char **why)
-{
-    struct json_object *o;
-    int bad = 0;
-
-    json_tokener_reset(tok);
-    o = json_tokener_parse_ex(tok, text, (int)len);
-    if (!o || json_tokener_get_error(tok) != json_tokener_success) {
-        *why = "json-c refused what the scanner accepted";
-        json_object_put(o);
-        return NULL;
-    }
-    if (tb_tree_check(o, &bad) != members) {
-        *why = "duplicate key";
-        json_object_put(o);
-        return NULL;
-    }
-    if (bad) {
-        *why = "non-finite number";
-        json_object_put(o);
-        return NULL;
-    }
-    return o;
 }
 
 /* @a room is NULL or @a body itself, writable: a command's text, once
- * parsed by json-c, is not read again */
+ * parsed and checked, is not read again */
 static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
                             apr_size_t len, tb_body_kind kind,
                             const tb_limits *lim, double now, tb_batch *batch,
                             const char **log_reason)
 {
     tb_json_scan_t scan;
-    struct json_tokener *tok;
+    apr_pool_t *tmp;
     const char *why;
     const char *size_error;
     int i;
@@ -598,42 +519,41 @@ static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
         }
     }
 
-    /* json-c counts the value inside the deepest container as one more
-     * level; the scanner has already enforced the real limit */
-    tok = json_tokener_new_ex(TB_JSON_MAX_DEPTH + 1);
-    if (!tok) {
-        *log_reason = "out of memory for the JSON tokener";
+    /* one command's tree at a time, cleared before the next: peak memory
+     * follows the largest command, not the batch */
+    if (apr_pool_create(&tmp, p) != APR_SUCCESS) {
+        *log_reason = "out of memory for a scratch pool";
         return TB_ERR_INVALID_JSON;
     }
-    apr_pool_cleanup_register(p, tok, tb_tokener_cleanup,
-                              apr_pool_cleanup_null);
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    apr_pool_tag(tmp, "tb_command_tree");
 
     size_error = apr_psprintf(p, "Command size must be smaller than %"
                               APR_SIZE_T_FMT " bytes.", lim->max_command_size);
 
     if (kind != TB_BODY_BATCH) {
         tb_command *c;
-        struct json_object *data;
+        tb_jv *data;
 
         batch->commands = apr_array_make(p, 1, sizeof(tb_command));
         c = apr_array_push(batch->commands);
         memset(c, 0, sizeof(*c));
         if (len >= lim->max_command_size) {
             tb_error(p, c, size_error);
+            apr_pool_destroy(tmp);
             return NULL;
         }
-        data = tb_parse_one(tok, body, len, scan.top_members, log_reason);
-        if (!data) {
+        if ((why = tb_json_parse(tmp, body, len, &data)) != NULL) {
+            *log_reason = why;
+            apr_pool_destroy(tmp);
             return TB_ERR_INVALID_JSON;
         }
         if (kind == TB_BODY_CUSTOMER) {
-            tb_check_customer(p, data, lim, now, room, len, c);
+            tb_check_customer(p, tmp, data, lim, now, room, len, c);
         }
         else {
-            tb_check_event(p, data, lim, now, room, len, c);
+            tb_check_event(p, tmp, data, lim, now, room, len, c);
         }
-        json_object_put(data);
+        apr_pool_destroy(tmp);
         batch->n_valid = c->kind != TB_CMD_INVALID;
         return NULL;
     }
@@ -642,11 +562,12 @@ static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
     for (i = 0; i < scan.items->nelts; i++) {
         const tb_json_span *sp = &APR_ARRAY_IDX(scan.items, i, tb_json_span);
         tb_command *c = apr_array_push(batch->commands);
-        struct json_object *cmd;
+        tb_jv *cmd;
 
         memset(c, 0, sizeof(*c));
+        apr_pool_clear(tmp);
         if (sp->len >= lim->max_command_size) {
-            tb_command_id_of_span(p, tok, body, sp, c);
+            tb_command_id_of_span(p, tmp, body, sp, c);
             tb_error(p, c, size_error);
             continue;
         }
@@ -654,19 +575,19 @@ static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
             tb_error(p, c, "Command must be a JSON object.");
             continue;
         }
-        cmd = tb_parse_one(tok, body + sp->start, sp->len, sp->members,
-                           log_reason);
-        if (!cmd) {
+        if ((why = tb_json_parse(tmp, body + sp->start, sp->len, &cmd))
+            != NULL) {
+            *log_reason = why;
+            apr_pool_destroy(tmp);
             return TB_ERR_INVALID_JSON;
         }
-        /* validate, keep the plain record, free the tree at once */
-        tb_check_command(p, cmd, lim, now, room ? room + sp->start : NULL,
+        tb_check_command(p, tmp, cmd, lim, now, room ? room + sp->start : NULL,
                          sp->len, c);
-        json_object_put(cmd);
         if (c->kind == TB_CMD_CUSTOMER || c->kind == TB_CMD_EVENT) {
             batch->n_valid++;
         }
     }
+    apr_pool_destroy(tmp);
     return NULL;
 }
 

@@ -37,9 +37,14 @@ typedef struct {
     apr_size_t members;
     apr_pool_t *pool;
     const char *err;
+    int escapes;            /* the last string scanned had a backslash */
 } tb_scanner;
 
-static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type);
+/* Objects with more members than this find duplicate keys by a hash. */
+#define TB_JSON_LINEAR_KEYS 16
+
+static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type,
+                         tb_jv *node);
 
 static int tb_fail(tb_scanner *sc, const char *why)
 {
@@ -143,6 +148,7 @@ static apr_size_t tb_utf8_len(const unsigned char *s, apr_size_t avail)
  * decoded value is appended to it (used for top-level keys only). */
 static int tb_scan_string(tb_scanner *sc, tb_sb_t *out)
 {
+    sc->escapes = 0;
     sc->pos++;                                   /* opening quote */
     while (sc->pos < sc->len) {
         unsigned char c = sc->s[sc->pos];
@@ -158,6 +164,7 @@ static int tb_scan_string(tb_scanner *sc, tb_sb_t *out)
             unsigned cp;
             char e;
 
+            sc->escapes = 1;
             if (++sc->pos >= sc->len) {
                 break;
             }
@@ -372,10 +379,82 @@ static int tb_scan_literal(tb_scanner *sc, const char *word)
     return 0;
 }
 
-/* @a cmd, when given, receives where the object's "command_id" value is:
- * keys are decoded at this level only, for elements of "commands". */
-static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
+/* The decoded text of the string just scanned, from @a start (its
+ * opening quote) to sc->pos, NUL-terminated in the pool: a copy of its
+ * bytes unless it had escapes. */
+static const char *tb_string_text(tb_scanner *sc, apr_size_t start,
+                                  apr_size_t *len)
 {
+    apr_size_t n = sc->pos - start - 2;
+    apr_size_t end = sc->pos;
+    tb_sb_t out;
+
+    if (!sc->escapes) {
+        *len = n;
+        return apr_pstrmemdup(sc->pool, (const char *)sc->s + start + 1, n);
+    }
+    /* decoded again, now that it is known to be valid: never longer */
+    tb_sb_init(&out, sc->pool, n + 1);
+    sc->pos = start;
+    tb_scan_string(sc, &out);
+    sc->pos = end;
+    *len = out.len;
+    return tb_sb_str(&out);
+}
+
+/* Has the object @a obj a member @a key already?  @a seen, once made,
+ * holds every key. */
+static int tb_key_seen(tb_scanner *sc, const tb_jv *obj, apr_hash_t **seen,
+                       const char *key, apr_size_t klen)
+{
+    const tb_jv *m;
+
+    if (!*seen && obj->len < TB_JSON_LINEAR_KEYS) {
+        for (m = obj->first; m; m = m->next) {
+            if (!strcmp(m->key, key)) {
+                return 1;
+            }
+        }
+        return 0;
+    }
+    if (!*seen) {
+        *seen = apr_hash_make(sc->pool);
+        for (m = obj->first; m; m = m->next) {
+            apr_hash_set(*seen, m->key, APR_HASH_KEY_STRING, "");
+        }
+    }
+    if (apr_hash_get(*seen, key, klen)) {
+        return 1;
+    }
+    apr_hash_set(*seen, key, klen, "");
+    return 0;
+}
+
+/* A new child of @a parent, last in text order. */
+static tb_jv *tb_child(tb_scanner *sc, tb_jv *parent, tb_jv **last)
+{
+    tb_jv *v = apr_pcalloc(sc->pool, sizeof(*v));
+
+    if (*last) {
+        (*last)->next = v;
+    }
+    else {
+        parent->first = v;
+    }
+    *last = v;
+    parent->len++;
+    return v;
+}
+
+/* @a cmd, when given, receives where the object's "command_id" value is:
+ * keys are decoded at this level only, for elements of "commands".  With
+ * @a node, the object is built there, and a key given twice is refused
+ * (json-c would keep the last silently). */
+static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd,
+                          tb_jv *node)
+{
+    apr_hash_t *seen = NULL;
+    tb_jv *last = NULL;
     int rc;
 
     sc->pos++;                                   /* '{' */
@@ -387,13 +466,30 @@ static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
     for (;;) {
         tb_json_type t;
         apr_size_t start;
+        tb_jv *member = NULL;
         int is_id = 0;
 
         tb_skip_ws(sc);
         if (sc->pos >= sc->len || sc->s[sc->pos] != '"') {
             return tb_fail(sc, "expected a key");
         }
-        if (cmd) {
+        start = sc->pos;
+        if (node) {
+            apr_size_t klen;
+            const char *key;
+
+            if (tb_scan_string(sc, NULL)) {
+                return -1;
+            }
+            key = tb_string_text(sc, start, &klen);
+            if (tb_key_seen(sc, node, &seen, key, klen)) {
+                return tb_fail(sc, "duplicate key");
+            }
+            member = tb_child(sc, node, &last);
+            member->key = key;
+            is_id = cmd && klen == 10 && !memcmp(key, "command_id", 10);
+        }
+        else if (cmd) {
             tb_sb_t key;
             tb_sb_init(&key, sc->pool, 16);
             if (tb_scan_string(sc, &key)) {
@@ -412,7 +508,7 @@ static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
         sc->members++;
         tb_skip_ws(sc);
         start = sc->pos;
-        if (tb_scan_value(sc, depth, &t)) {
+        if (tb_scan_value(sc, depth, &t, member)) {
             return -1;
         }
         if (is_id) {
@@ -428,10 +524,12 @@ static int tb_scan_object(tb_scanner *sc, int depth, tb_json_span *cmd)
 }
 
 /* Scan an array; when @a items is given record each element's span, up to
- * @a max_items of them, and count them all in @a count. */
+ * @a max_items of them, and count them all in @a count.  With @a node,
+ * the array is built there. */
 static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
-                         apr_size_t max_items, apr_size_t *count)
+                         apr_size_t max_items, apr_size_t *count, tb_jv *node)
 {
+    tb_jv *last = NULL;
     int rc;
 
     sc->pos++;                                   /* '[' */
@@ -453,11 +551,12 @@ static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
             if (depth + 1 > TB_JSON_MAX_DEPTH) {
                 return tb_fail(sc, "nesting too deep");
             }
-            if (tb_scan_object(sc, depth + 1, &span)) {
+            if (tb_scan_object(sc, depth + 1, &span, NULL)) {
                 return -1;
             }
         }
-        else if (tb_scan_value(sc, depth, &span.type)) {
+        else if (tb_scan_value(sc, depth, &span.type,
+                               node ? tb_child(sc, node, &last) : NULL)) {
             return -1;
         }
         if (items) {
@@ -473,42 +572,80 @@ static int tb_scan_array(tb_scanner *sc, int depth, apr_array_header_t *items,
     }
 }
 
-/* @a depth is the number of containers around the value. */
-static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type)
+/* @a depth is the number of containers around the value.  With @a node,
+ * the value is built there. */
+static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type,
+                         tb_jv *node)
 {
+    apr_size_t start;
+    int rc;
+
     tb_skip_ws(sc);
     if (sc->pos >= sc->len) {
         return tb_fail(sc, "unexpected end");
     }
+    start = sc->pos;
     switch (sc->s[sc->pos]) {
     case '{':
         *type = TB_JSON_OBJECT;
         if (depth + 1 > TB_JSON_MAX_DEPTH) {
             return tb_fail(sc, "nesting too deep");
         }
-        return tb_scan_object(sc, depth + 1, NULL);
+        rc = tb_scan_object(sc, depth + 1, NULL, node);
+        break;
     case '[':
         *type = TB_JSON_ARRAY;
         if (depth + 1 > TB_JSON_MAX_DEPTH) {
             return tb_fail(sc, "nesting too deep");
         }
-        return tb_scan_array(sc, depth + 1, NULL, 0, NULL);
+        rc = tb_scan_array(sc, depth + 1, NULL, 0, NULL, node);
+        break;
     case '"':
         *type = TB_JSON_STRING;
-        return tb_scan_string(sc, NULL);
+        rc = tb_scan_string(sc, NULL);
+        if (rc == 0 && node) {
+            node->str = tb_string_text(sc, start, &node->len);
+        }
+        break;
     case 't':
         *type = TB_JSON_BOOL;
-        return tb_scan_literal(sc, "true");
+        rc = tb_scan_literal(sc, "true");
+        if (node) {
+            node->truth = 1;
+        }
+        break;
     case 'f':
         *type = TB_JSON_BOOL;
-        return tb_scan_literal(sc, "false");
+        rc = tb_scan_literal(sc, "false");
+        break;
     case 'n':
         *type = TB_JSON_NULL;
-        return tb_scan_literal(sc, "null");
+        rc = tb_scan_literal(sc, "null");
+        break;
     default:
         *type = TB_JSON_NUMBER;
-        return tb_scan_number(sc);
+        rc = tb_scan_number(sc);
+        if (rc == 0 && node) {
+            apr_size_t i;
+
+            /* the literal stays in the text: numbers are read back only
+             * before the caller writes over it */
+            node->str = (const char *)sc->s + start;
+            node->len = sc->pos - start;
+            node->is_int = 1;
+            for (i = 0; i < node->len; i++) {
+                if (node->str[i] == '.' || node->str[i] == 'e'
+                    || node->str[i] == 'E') {
+                    node->is_int = 0;
+                }
+            }
+        }
+        break;
     }
+    if (node) {
+        node->type = *type;
+    }
+    return rc;
 }
 
 /* The top-level object: keys are decoded to find "commands" and to refuse
@@ -555,11 +692,12 @@ static int tb_scan_top(tb_scanner *sc, tb_json_scan_t *out,
             && sc->pos < sc->len && sc->s[sc->pos] == '[') {
             span.type = TB_JSON_ARRAY;
             out->items = apr_array_make(sc->pool, 64, sizeof(tb_json_span));
-            if (tb_scan_array(sc, 2, out->items, max_items, &out->n_items)) {
+            if (tb_scan_array(sc, 2, out->items, max_items, &out->n_items,
+                              NULL)) {
                 return -1;
             }
         }
-        else if (tb_scan_value(sc, 1, &span.type)) {
+        else if (tb_scan_value(sc, 1, &span.type, NULL)) {
             return -1;
         }
         if (key.len == 8 && !memcmp(key.buf, "commands", 8)) {
@@ -592,7 +730,7 @@ const char *tb_json_scan(apr_pool_t *p, const char *text, apr_size_t len,
         rc = tb_scan_top(&sc, out, max_items);
     }
     else {
-        rc = tb_scan_value(&sc, 0, &out->top);
+        rc = tb_scan_value(&sc, 0, &out->top, NULL);
     }
     if (rc == 0) {
         tb_skip_ws(&sc);
@@ -602,6 +740,130 @@ const char *tb_json_scan(apr_pool_t *p, const char *text, apr_size_t len,
     }
     out->top_members = sc.members;
     return rc ? sc.err : NULL;
+}
+
+const char *tb_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
+                          tb_jv **out)
+{
+    tb_scanner sc;
+    tb_jv *root = apr_pcalloc(p, sizeof(*root));
+    tb_json_type type;
+    int rc;
+
+    memset(&sc, 0, sizeof(sc));
+    sc.s = (const unsigned char *)text;
+    sc.len = len;
+    sc.pool = p;
+    rc = tb_scan_value(&sc, 0, &type, root);
+    if (rc == 0) {
+        tb_skip_ws(&sc);
+        if (sc.pos != len) {
+            rc = tb_fail(&sc, "trailing characters");
+        }
+    }
+    *out = rc ? NULL : root;
+    return rc ? sc.err : NULL;
+}
+
+const tb_jv *tb_jv_get(const tb_jv *obj, const char *key)
+{
+    const tb_jv *m;
+
+    for (m = obj->first; m; m = m->next) {
+        if (!strcmp(m->key, key)) {
+            return m->type == TB_JSON_NULL ? NULL : m;
+        }
+    }
+    return NULL;
+}
+
+double tb_jv_number(apr_pool_t *p, const tb_jv *v)
+{
+    const char *s = v->str, *end = v->str + v->len;
+    long long exp = 0;
+    apr_size_t frac = 0;
+    int in_frac = 0, exp_neg = 0;
+    char e[32];
+    tb_sb_t d;
+    double val;
+
+    /* digits and an exponent, no decimal point: strtod reads them alike
+     * in every locale (json-c switches locales for each parse instead) */
+    tb_sb_init(&d, p, v->len + sizeof(e));
+    for (; s < end && *s != 'e' && *s != 'E'; s++) {
+        if (*s == '.') {
+            in_frac = 1;
+            continue;
+        }
+        frac += in_frac;
+        tb_sb_add(&d, s, 1);
+    }
+    if (s < end) {
+        s++;
+        if (*s == '+' || *s == '-') {
+            exp_neg = *s++ == '-';
+        }
+        for (; s < end; s++) {
+            if (exp < 1000000000LL) {
+                exp = exp * 10 + (*s - '0');
+            }
+        }
+    }
+    apr_snprintf(e, sizeof(e), "e%" APR_INT64_T_FMT,
+                 (apr_int64_t)((exp_neg ? -exp : exp) - (long long)frac));
+    tb_sb_adds(&d, e);
+    val = strtod(tb_sb_str(&d), NULL);
+    /* "-0" is json-c's integer 0, not a negative zero */
+    return v->is_int && val == 0 ? 0.0 : val;
+}
+
+void tb_sb_add_jv(tb_sb_t *sb, const tb_jv *v)
+{
+    const tb_jv *m;
+
+    switch (v->type) {
+    case TB_JSON_BOOL:
+        tb_sb_adds(sb, v->truth ? "true" : "false");
+        break;
+    case TB_JSON_NUMBER:
+        /* as json-c prints it: integers by value, so "-0" is 0; others as
+         * written */
+        if (v->is_int && v->len == 2 && v->str[0] == '-' && v->str[1] == '0') {
+            tb_sb_add(sb, "0", 1);
+        }
+        else {
+            tb_sb_add(sb, v->str, v->len);
+        }
+        break;
+    case TB_JSON_STRING:
+        tb_sb_add_jstr(sb, v->str, v->len);
+        break;
+    case TB_JSON_ARRAY:
+        tb_sb_add(sb, "[", 1);
+        for (m = v->first; m; m = m->next) {
+            if (m != v->first) {
+                tb_sb_add(sb, ",", 1);
+            }
+            tb_sb_add_jv(sb, m);
+        }
+        tb_sb_add(sb, "]", 1);
+        break;
+    case TB_JSON_OBJECT:
+        tb_sb_add(sb, "{", 1);
+        for (m = v->first; m; m = m->next) {
+            if (m != v->first) {
+                tb_sb_add(sb, ",", 1);
+            }
+            tb_sb_add_jstr(sb, m->key, strlen(m->key));
+            tb_sb_add(sb, ":", 1);
+            tb_sb_add_jv(sb, m);
+        }
+        tb_sb_add(sb, "}", 1);
+        break;
+    default:
+        tb_sb_add(sb, "null", 4);
+        break;
+    }
 }
 
 /* ------------------------------------------------------------------ */

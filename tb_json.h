@@ -22,8 +22,9 @@
  * integers, NUL in keys, lone surrogates, raw control characters) and
  * cannot validate UTF-8 split across reads.  The scanner checks the whole
  * body once, without building a tree, and records where each element of
- * the top-level "commands" array lies, so that json-c later parses one
- * command at a time and peak memory stays near the body size.
+ * the top-level "commands" array lies, so that each command is then
+ * parsed on its own (tb_json_parse) and peak memory stays near the body
+ * size.
  */
 
 #ifndef TB_JSON_H
@@ -84,6 +85,44 @@ typedef struct {
 const char *tb_json_scan(apr_pool_t *p, const char *text, apr_size_t len,
                          apr_size_t max_items, tb_json_scan_t *out);
 
+/** A JSON value built in a pool by tb_json_parse.  Children are listed
+ * in text order; a container knows how many it has. */
+typedef struct tb_jv tb_jv;
+struct tb_jv {
+    tb_json_type type;
+    int is_int;           /* numbers: an integer literal (json-c's int) */
+    int truth;            /* booleans */
+    apr_size_t len;       /* strings, numbers: bytes of str;
+                             arrays, objects: children */
+    const char *str;      /* strings: decoded, NUL-terminated, in the pool;
+                             numbers: the literal, within the parsed text
+                             (not terminated) */
+    const char *key;      /* a member: its decoded name, NUL-terminated */
+    tb_jv *first;         /* arrays, objects: the first child */
+    tb_jv *next;          /* the next child of the same container */
+};
+
+/**
+ * Parse one value with the scanner's rules (tb_json_scan), building it in
+ * @a p, with duplicate keys refused in every object.  A request's commands
+ * are parsed one at a time into a pool cleared between them: no malloc
+ * per value, as json-c would make, and nothing left for the C library's
+ * per-thread caches to keep.
+ * @param text the bytes (need not be NUL-terminated); number literals
+ *        point into them, so they must outlive the tree
+ * @return NULL and *out, else a short reason for the log
+ */
+const char *tb_json_parse(apr_pool_t *p, const char *text, apr_size_t len,
+                          tb_jv **out);
+
+/** The member @a key of the object @a obj, or NULL when it is absent or
+ * JSON null (the same to every optional field). */
+const tb_jv *tb_jv_get(const tb_jv *obj, const char *key);
+
+/** A number's value, as json-c reads it (correctly rounded, any locale).
+ * @param p pool for a scratch copy of the literal */
+double tb_jv_number(apr_pool_t *p, const tb_jv *v);
+
 /** A string builder in a pool: grows by doubling. */
 typedef struct {
     apr_pool_t *pool;
@@ -109,6 +148,11 @@ void tb_sb_add_jstr(tb_sb_t *sb, const char *s, apr_size_t n);
  * @return @a buf, which must hold 32 bytes
  */
 char *tb_format_double(char *buf, double v);
+
+/** Append @a v as compact JSON, byte for byte as json-c 0.16 prints the
+ * same value (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+ * so stored properties do not change with the parser. */
+void tb_sb_add_jv(tb_sb_t *sb, const tb_jv *v);
 
 /** Append a Unix time in seconds with microseconds. */
 void tb_sb_add_time(tb_sb_t *sb, double t);

@@ -2905,6 +2905,261 @@ START_TEST(bug_iso_offset_dangling_colon)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* tb_json_parse: the tree the validator reads, against json-c 0.16     */
+
+/* json-c's compact text of @a text, as the module stored it before it
+ * parsed with tb_json_parse; NULL when json-c refuses it. */
+static const char *jsonc_text(const char *text, apr_size_t len, double *num,
+                              int *is_num)
+{
+    struct json_tokener *tok = json_tokener_new_ex(TB_JSON_MAX_DEPTH + 1);
+    struct json_object *o;
+    const char *out = NULL;
+    char *z = apr_pstrmemdup(pool, text, len);
+
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    o = json_tokener_parse_ex(tok, z, (int)len + 1);
+    if (json_tokener_get_error(tok) == json_tokener_success) {
+        out = apr_pstrdup(pool, json_object_to_json_string_ext(o,
+                  JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        *is_num = json_object_is_type(o, json_type_int)
+                  || json_object_is_type(o, json_type_double);
+        *num = json_object_get_double(o);
+    }
+    json_object_put(o);
+    json_tokener_free(tok);
+    return out;
+}
+
+static void same_as_jsonc(const char *text, apr_size_t len)
+{
+    tb_jv *v;
+    tb_sb_t sb;
+    const char *why = tb_json_parse(pool, text, len, &v);
+    double want = 0, got;
+    int is_num = 0;
+    const char *expect = jsonc_text(text, len, &want, &is_num);
+
+    ck_assert_msg(why == NULL, "refused %.*s: %s", (int)len, text, why);
+    ck_assert_msg(expect != NULL, "json-c refused %.*s", (int)len, text);
+    tb_sb_init(&sb, pool, 16);
+    tb_sb_add_jv(&sb, v);
+    ck_assert_msg(!strcmp(tb_sb_str(&sb), expect), "%.*s: [%s], json-c [%s]",
+                  (int)len, text, tb_sb_str(&sb), expect);
+    ck_assert_int_eq(v->type == TB_JSON_NUMBER, is_num);
+    if (is_num) {
+        got = tb_jv_number(pool, v);
+        /* bit for bit: the sign of a zero too */
+        ck_assert_msg(!memcmp(&got, &want, sizeof(got)), "%.*s: %.17g, "
+                      "json-c %.17g", (int)len, text, got, want);
+    }
+}
+
+START_TEST(parse_same_as_jsonc)
+{
+    same_as_jsonc(valid_json[_i].text, valid_json[_i].len);
+}
+END_TEST
+
+START_TEST(parse_rejects)
+{
+    tb_jv *v = NULL;
+
+    ck_assert_ptr_nonnull(tb_json_parse(pool, invalid_json[_i].text,
+                                        invalid_json[_i].len, &v));
+    ck_assert_ptr_null(v);
+}
+END_TEST
+
+/* Random values of every kind, with escapes, raw UTF-8, surrogate pairs,
+ * numbers in each form and whitespace between tokens: the stored text and
+ * the numbers' values are json-c's, byte for byte and bit for bit. */
+static unsigned rnd_state;
+
+static unsigned rnd(unsigned n)
+{
+    rnd_state = rnd_state * 1103515245u + 12345u;
+    return (rnd_state >> 16) % n;
+}
+
+static void rnd_ws(tb_sb_t *sb)
+{
+    static const char *ws[] = { "", "", "", " ", "\n", "\t ", "\r\n  " };
+    tb_sb_adds(sb, ws[rnd(7)]);
+}
+
+static void rnd_string(tb_sb_t *sb)
+{
+    static const char *piece[] = {
+        "a", "Z", "0", " ", "/", "\\/", "\\\"", "\\\\", "\\n", "\\t", "\\r",
+        "\\b", "\\f", "\\u0001", "\\u001F", "\\u001f", "\\u007f", "\\u00e9",
+        "\\u00E9", "\\u20ac", "\\u2028", "\\uFFFF", "\\ud83d\\ude00",
+        "\\uDBFF\\uDFFF", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
+        "\x7F", "'", "<", "&", "\\u0041", "\\u002f"
+    };
+    unsigned i, n = rnd(12);
+
+    tb_sb_add(sb, "\"", 1);
+    for (i = 0; i < n; i++) {
+        tb_sb_adds(sb, piece[rnd(sizeof(piece) / sizeof(piece[0]))]);
+    }
+    tb_sb_add(sb, "\"", 1);
+}
+
+static void rnd_digits(tb_sb_t *sb, unsigned n, int lead_zero_ok)
+{
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        char d = (char)('0' + rnd(10));
+        if (i == 0 && !lead_zero_ok && d == '0') {
+            d = '1';
+        }
+        tb_sb_add(sb, &d, 1);
+    }
+}
+
+static void rnd_number(tb_sb_t *sb)
+{
+    static const char *fixed[] = {
+        "-0", "0", "-0.0", "0.0", "1E5", "1e+05", "1e-05", "2.50",
+        "18446744073709551615", "-9223372036854775808", "9223372036854775807",
+        "9223372036854775808", "9007199254740993", "4.9e-324", "1e-400",
+        "1.7976931348623157e308", "123456789012345678901234567890.5",
+        "0.1", "1699999999.123456", "1700000000"
+    };
+
+    if (rnd(3) == 0) {
+        tb_sb_adds(sb, fixed[rnd(sizeof(fixed) / sizeof(fixed[0]))]);
+        return;
+    }
+    if (rnd(2)) {
+        tb_sb_add(sb, "-", 1);
+    }
+    if (rnd(4) == 0) {
+        tb_sb_add(sb, "0", 1);
+    }
+    else {
+        rnd_digits(sb, 1 + rnd(18), 0);
+    }
+    if (rnd(2)) {
+        tb_sb_add(sb, ".", 1);
+        rnd_digits(sb, 1 + rnd(20), 1);
+    }
+    if (rnd(3) == 0) {
+        char e[16];
+        snprintf(e, sizeof(e), "%s%s%u", rnd(2) ? "e" : "E",
+                 rnd(3) == 0 ? "-" : rnd(2) ? "+" : "", rnd(250));
+        tb_sb_adds(sb, e);
+    }
+}
+
+static void rnd_value(tb_sb_t *sb, int depth)
+{
+    unsigned i, n, kind = rnd(depth < 6 ? 8 : 6);
+
+    rnd_ws(sb);
+    switch (kind) {
+    case 0: tb_sb_adds(sb, "null"); break;
+    case 1: tb_sb_adds(sb, rnd(2) ? "true" : "false"); break;
+    case 2: case 3: rnd_number(sb); break;
+    case 4: case 5: rnd_string(sb); break;
+    case 6:
+        n = rnd(5);
+        tb_sb_add(sb, "[", 1);
+        for (i = 0; i < n; i++) {
+            if (i) {
+                tb_sb_add(sb, ",", 1);
+            }
+            rnd_value(sb, depth + 1);
+        }
+        rnd_ws(sb);
+        tb_sb_add(sb, "]", 1);
+        break;
+    default:
+        /* up to 20 members: past TB_JSON_LINEAR_KEYS as well */
+        n = rnd(4) ? rnd(5) : rnd(21);
+        tb_sb_add(sb, "{", 1);
+        for (i = 0; i < n; i++) {
+            char k[16];
+            if (i) {
+                tb_sb_add(sb, ",", 1);
+            }
+            rnd_ws(sb);
+            /* distinct keys; an escaped one now and then */
+            snprintf(k, sizeof(k), rnd(4) ? "\"k%u" : "\"\\u006b%u", i);
+            tb_sb_adds(sb, k);
+            tb_sb_add(sb, "\"", 1);
+            rnd_ws(sb);
+            tb_sb_add(sb, ":", 1);
+            rnd_value(sb, depth + 1);
+        }
+        rnd_ws(sb);
+        tb_sb_add(sb, "}", 1);
+    }
+    rnd_ws(sb);
+}
+
+START_TEST(parse_same_as_jsonc_random)
+{
+    int i;
+
+    for (i = 0; i < 3000; i++) {
+        tb_sb_t sb;
+
+        rnd_state = (unsigned)i * 2654435761u + 1;
+        tb_sb_init(&sb, pool, 256);
+        rnd_value(&sb, 0);
+        same_as_jsonc(tb_sb_str(&sb), sb.len);
+        if (i % 200 == 199) {
+            apr_pool_clear(pool);
+        }
+    }
+}
+END_TEST
+
+/* Every object is held to distinct keys, at any depth and whether found
+ * by comparison (few members) or by hash (many). */
+START_TEST(parse_duplicate_keys)
+{
+    tb_jv *v;
+    tb_sb_t sb;
+    int i;
+
+    ck_assert_ptr_nonnull(tb_json_parse(pool, "{\"a\":{\"b\":1,\"b\":2}}", 19,
+                                        &v));
+    ck_assert_ptr_nonnull(tb_json_parse(pool, "[{\"x\":1,\"\\u0078\":2}]", 20,
+                                        &v));
+    for (i = 0; i < 2; i++) {
+        int k;
+        tb_sb_init(&sb, pool, 256);
+        tb_sb_adds(&sb, "{");
+        for (k = 0; k < 40; k++) {
+            tb_sb_adds(&sb, apr_psprintf(pool, "%s\"k%d\":%d", k ? "," : "", k,
+                                         k));
+        }
+        /* the repeat comes after the switch to the hash */
+        if (i) {
+            tb_sb_adds(&sb, ",\"k3\":0");
+        }
+        tb_sb_adds(&sb, "}");
+        ck_assert_int_eq(tb_json_parse(pool, tb_sb_str(&sb), sb.len, &v) != NULL,
+                         i);
+        if (!i) {
+            ck_assert_uint_eq(v->len, 40);
+            ck_assert_uint_eq(tb_jv_get(v, "k39")->len, 2);
+            ck_assert(!memcmp(tb_jv_get(v, "k39")->str, "39", 2));
+            ck_assert_ptr_null(tb_jv_get(v, "k40"));
+        }
+    }
+    ck_assert_ptr_null(tb_json_parse(pool, "{\"a\":null,\"b\":0}", 16, &v));
+    /* null is absent to the fields; 0 is not */
+    ck_assert_ptr_null(tb_jv_get(v, "a"));
+    ck_assert_ptr_nonnull(tb_jv_get(v, "b"));
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *core_suite(void)
 {
@@ -2922,6 +3177,11 @@ static Suite *core_suite(void)
     tcase_add_test(tc, scan_max_items);
     tcase_add_test(tc, scan_commands_key);
     tcase_add_test(tc, sb_strings);
+    tcase_add_loop_test(tc, parse_same_as_jsonc, 0, (int)N_VALID_JSON);
+    tcase_add_loop_test(tc, parse_rejects, 0,
+                        (int)(sizeof(invalid_json) / sizeof(invalid_json[0])));
+    tcase_add_test(tc, parse_same_as_jsonc_random);
+    tcase_add_test(tc, parse_duplicate_keys);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("batch");
