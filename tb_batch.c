@@ -422,18 +422,27 @@ static void tb_set_command_id(apr_pool_t *p, const tb_jv *id, tb_command *c)
 }
 
 /* The id of a command too large to parse whole: the scanner found where
- * its value lies. */
+ * its value lies and of what type it is.  Only a string or a number is
+ * parsed (a few bytes, or an integer's digits); any other type is the
+ * error it would be in a parsed command, without building its tree. */
 static void tb_command_id_of_span(apr_pool_t *p, apr_pool_t *tmp,
                                   const char *body, const tb_json_span *sp,
                                   tb_command *c)
 {
     tb_jv *id;
 
-    if (sp->id_type == TB_JSON_NONE) {
+    switch (sp->id_type) {
+    case TB_JSON_NONE:
+    case TB_JSON_NULL:
         return;
-    }
-    if (!tb_json_parse(tmp, body + sp->id_start, sp->id_len, &id)) {
-        tb_set_command_id(p, id->type == TB_JSON_NULL ? NULL : id, c);
+    case TB_JSON_STRING:
+    case TB_JSON_NUMBER:
+        if (!tb_json_parse(tmp, body + sp->id_start, sp->id_len, &id)) {
+            tb_set_command_id(p, id, c);
+        }
+        return;
+    default:
+        tb_error(p, c, "Field 'command_id' must be a string or an integer.");
     }
 }
 
@@ -543,7 +552,8 @@ static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
             return NULL;
         }
         if ((why = tb_json_parse(tmp, body, len, &data)) != NULL) {
-            *log_reason = why;
+            /* the reason is in the scratch pool, about to go */
+            *log_reason = apr_pstrdup(p, why);
             apr_pool_destroy(tmp);
             return TB_ERR_INVALID_JSON;
         }
@@ -577,7 +587,7 @@ static const char *tb_parse(apr_pool_t *p, const char *body, char *room,
         }
         if ((why = tb_json_parse(tmp, body + sp->start, sp->len, &cmd))
             != NULL) {
-            *log_reason = why;
+            *log_reason = apr_pstrdup(p, why);
             apr_pool_destroy(tmp);
             return TB_ERR_INVALID_JSON;
         }

@@ -1609,7 +1609,7 @@ static void *APR_THREAD_FUNC tb_ckpt_run(apr_thread_t *t, void *arg)
 {
     tb_ckpt *k = arg;
     sqlite3 *db = NULL;
-    int rc = SQLITE_OK;
+    int rc;
 
     /* seen by ps and top -H as the module's, not as an httpd worker */
     pthread_setname_np(pthread_self(), "tb-checkpoint");
@@ -1623,11 +1623,17 @@ static void *APR_THREAD_FUNC tb_ckpt_run(apr_thread_t *t, void *arg)
         k->running = 1;
         apr_thread_mutex_unlock(k->lock);
         /* FULL: the database is synced before the WAL can start over */
+        rc = SQLITE_OK;
         if (!db) {
             rc = sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE, NULL);
             if (rc == SQLITE_OK) {
                 rc = sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL,
                                   NULL);
+            }
+            if (rc != SQLITE_OK) {
+                /* opened afresh by the next pass */
+                sqlite3_close(db);
+                db = NULL;
             }
         }
         /* busy (another process's copy, a COMMIT's): the next asks again */
@@ -1641,7 +1647,7 @@ static void *APR_THREAD_FUNC tb_ckpt_run(apr_thread_t *t, void *arg)
         if (rc == SQLITE_OK) {
             k->passes++;
         }
-        else if (rc != SQLITE_BUSY) {
+        else if ((rc & 0xFF) != SQLITE_BUSY && (rc & 0xFF) != SQLITE_LOCKED) {
             /* the COMMITs copy from now on, as SQLite's own would */
             k->failed = 1;
         }

@@ -32,10 +32,12 @@
 #include <string.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <apr_general.h>
 #include <apr_pools.h>
@@ -785,6 +787,45 @@ START_TEST(batch_duplicate_keys)
 }
 END_TEST
 
+/* The log reason of a key given twice inside a command outlives the
+ * command's scratch pool: on an allocator that frees at once (httpd's,
+ * under MaxMemFree), valgrind and ASan see any read of it. */
+START_TEST(batch_log_reason_outlives_scratch)
+{
+    static const char *bodies[] = {
+        "{\"commands\": [{\"name\": \"customers\", \"data\": "
+        "{\"customer_ids\": {\"registered\": \"a\", \"registered\": "
+        "\"b\"}}}]}",
+        "{\"customer_ids\": {\"registered\": \"a\"}, \"properties\": "
+        "{\"x\": {\"q\": 1, \"q\": 2}}}"
+    };
+    apr_allocator_t *alloc;
+    apr_pool_t *p;
+    int i;
+
+    ck_assert_int_eq(apr_allocator_create(&alloc), APR_SUCCESS);
+    apr_allocator_max_free_set(alloc, 1);
+    ck_assert_int_eq(apr_pool_create_ex(&p, NULL, NULL, alloc), APR_SUCCESS);
+    apr_allocator_owner_set(alloc, p);
+    for (i = 0; i < 2; i++) {
+        tb_batch b;
+        const char *why = NULL;
+        const char *err = tb_batch_parse(p, bodies[i], strlen(bodies[i]),
+                                         i ? TB_BODY_CUSTOMER : TB_BODY_BATCH,
+                                         &lim, NOW, &b, &why);
+        /* memory freed since: the reason must not be in it */
+        char *other = apr_palloc(p, 64 * 1024);
+
+        memset(other, '#', 64 * 1024);
+        ck_assert_str_eq(err, TB_ERR_INVALID_JSON);
+        ck_assert_ptr_nonnull(why);
+        ck_assert_msg(!strncmp(why, "duplicate key at byte ", 22),
+                      "log reason '%.40s'", why);
+    }
+    apr_pool_destroy(p);
+}
+END_TEST
+
 START_TEST(batch_extra_top_keys)
 {
     tb_batch b;
@@ -1150,6 +1191,42 @@ START_TEST(batch_command_size)
     ERRS(cmd_at(&b, 1), E_CMD_SIZE);
     ERRS(cmd_at(&b, 2), E_CMD_SIZE);
     NO_ERRS(cmd_at(&b, 3));
+
+    /* the id of a command too large to parse: named when it is a string or
+     * an integer, refused otherwise, as in a command that was parsed (an
+     * object with a key twice included: json-c merged it, then refused) */
+    {
+        static const char *ids[] = { "\"x\"", "-0", "18446744073709551615",
+                                     "1.5", "{\"a\": 1, \"a\": 2}", "[1]",
+                                     "true", "null" };
+        static const char *named[] = { "x", "0", "18446744073709551615",
+                                       NULL, NULL, NULL, NULL, NULL };
+        int i;
+
+        for (i = 0; i < 8; i++) {
+            char *cmd = apr_pstrcat(pool, "{\"command_id\": ", ids[i],
+                                    ", \"name\": \"system/time\", "
+                                    "\"pad\": \"", rep(" ", 819200), "\"}",
+                                    NULL);
+            const tb_command *c;
+
+            ck_assert_ptr_null(parse(apr_pstrcat(pool, "{\"commands\": [",
+                                                 cmd, "]}", NULL), &b));
+            c = cmd_at(&b, 0);
+            if (named[i]) {
+                ck_assert_str_eq(c->command_id, named[i]);
+                ERRS(c, E_CMD_SIZE);
+            }
+            else if (i == 7) {
+                ck_assert_ptr_null(c->command_id);
+                ERRS(c, E_CMD_SIZE);
+            }
+            else {
+                ERRS(c, "Field 'command_id' must be a string or an integer.",
+                     E_CMD_SIZE);
+            }
+        }
+    }
 
     /* the limit comes from the configuration */
     lim.max_command_size = 100;
@@ -2581,6 +2658,62 @@ START_TEST(store_writeq_checkpointer)
 }
 END_TEST
 
+/* A copy that finds SQLite's checkpoint lock taken (another process's
+ * copy) is only put off: once the lock is free the thread copies again. */
+START_TEST(store_writeq_checkpointer_after_busy)
+{
+    one_conn oc = { NULL, 0, 0, 0 };
+    tb_store_source src = { one_conn_open, one_conn_close, &oc };
+    tb_writeq *q;
+    int ready[2], release[2];
+    pid_t pid;
+    char c;
+
+    store_open();
+    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
+                                             APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    write_wal_round(q, &src, 1, 1);       /* the -shm file exists now */
+
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(release), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* SQLite's checkpoint lock: byte 121 of the -shm file, held as a
+         * copy in another process holds it */
+        struct flock fl;
+        int fd = open(apr_pstrcat(pool, db.path, "-shm", NULL), O_RDWR);
+
+        memset(&fl, 0, sizeof(fl));
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        fl.l_start = 121;
+        fl.l_len = 1;
+        c = fd >= 0 && fcntl(fd, F_SETLK, &fl) == 0 ? 'y' : 'n';
+        if (write(ready[1], &c, 1) != 1 || read(release[0], &c, 1) < 0) {
+            _exit(1);
+        }
+        _exit(0);
+    }
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    ck_assert_int_eq(c, 'y');
+
+    write_wal_round(q, &src, 2, 40);
+    /* asked, and busy: no copy made */
+    ck_assert_uint_eq(tb_writeq_checkpoints(q, apr_time_from_sec(5)), 0);
+
+    ck_assert_int_eq(write(release[1], "x", 1), 1);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    write_wal_round(q, &src, 3, 40);
+    ck_assert_uint_ge(checkpoints_reach(q, 1), 1);
+    write_wal_round(q, &src, 4, 1);
+    ck_assert_int_lt(wal_frames(db.path), 250 + 100);
+    close(ready[0]); close(ready[1]); close(release[0]); close(release[1]);
+}
+END_TEST
+
 /* Batches that queue while another process holds the database are
  * committed together once it lets go: one connection, one transaction. */
 START_TEST(store_writeq_groups_waiting_batches)
@@ -3189,6 +3322,7 @@ static Suite *core_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, batch_whole_request_errors);
     tcase_add_test(tc, batch_duplicate_keys);
+    tcase_add_test(tc, batch_log_reason_outlives_scratch);
     tcase_add_test(tc, batch_extra_top_keys);
     tcase_add_test(tc, batch_command_shape);
     tcase_add_test(tc, batch_command_id);
@@ -3238,6 +3372,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, store_bytes_kept);
     tcase_add_test(tc, store_writeq_one_connection);
     tcase_add_test(tc, store_writeq_checkpointer);
+    tcase_add_test(tc, store_writeq_checkpointer_after_busy);
     tcase_add_test(tc, store_writeq_groups_waiting_batches);
     tcase_add_test(tc, store_writeq_deadline);
     suite_add_tcase(s, tc);
