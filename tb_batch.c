@@ -55,11 +55,6 @@ static const char *tb_quote(apr_pool_t *p, const char *fmt, const char *name,
     return apr_psprintf(p, fmt, name);
 }
 
-static int tb_is_number(const tb_jv *v)
-{
-    return v->type == TB_JSON_NUMBER;
-}
-
 /* Is there a letter or digit beyond ASCII?  Classified by the C library's
  * Unicode tables (C.UTF-8, a thread-safe locale object); when that locale
  * is missing, any non-ASCII character counts. */
@@ -314,7 +309,7 @@ static void tb_check_time(apr_pool_t *p, apr_pool_t *tmp, const tb_jv *data,
 
     if (v) {
         c->time_given = 1;
-        if (tb_is_number(v)) {
+        if (v->type == TB_JSON_NUMBER) {
             t = tb_jv_number(tmp, v);
         }
         else if (v->type != TB_JSON_STRING
@@ -326,13 +321,16 @@ static void tb_check_time(apr_pool_t *p, apr_pool_t *tmp, const tb_jv *data,
         }
     }
     else if (age) {
+        double ago = 0;
+
         used = "age";
-        if (!tb_is_number(age) || tb_jv_number(tmp, age) < 0) {
+        if (age->type != TB_JSON_NUMBER
+            || (ago = tb_jv_number(tmp, age)) < 0) {
             tb_error(p, c, "Field 'age' must be a number of seconds, "
                            "0 or more.");
             return;
         }
-        t = now - tb_jv_number(tmp, age);
+        t = now - ago;
     }
     if (!(t >= 0 && t <= now + TB_MAX_FUTURE)) {
         tb_error(p, c, apr_psprintf(p, "Field '%s' is out of range: expected "

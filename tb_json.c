@@ -239,10 +239,51 @@ static int tb_digits_cmp(const unsigned char *d, const char *bound)
     return memcmp(d, bound, strlen(bound));
 }
 
-static int tb_scan_number(tb_scanner *sc)
+/* The value of a valid number literal: strtod of its digits and an
+ * exponent, no decimal point, so that every locale reads it alike
+ * (json-c switches locales for each parse instead). */
+static double tb_literal_value(apr_pool_t *p, const char *lit,
+                               apr_size_t len)
+{
+    const char *c = lit, *end = lit + len;
+    long long exp = 0;
+    apr_size_t frac = 0;
+    int in_frac = 0, exp_neg = 0;
+    char e[32];
+    tb_sb_t d;
+
+    tb_sb_init(&d, p, len + sizeof(e));
+    for (; c < end && *c != 'e' && *c != 'E'; c++) {
+        if (*c == '.') {
+            in_frac = 1;
+            continue;
+        }
+        frac += in_frac;
+        tb_sb_add(&d, c, 1);
+    }
+    if (c < end) {
+        c++;
+        if (*c == '+' || *c == '-') {
+            exp_neg = *c++ == '-';
+        }
+        for (; c < end; c++) {
+            if (exp < 1000000000LL) {      /* only the sign of huge ones
+                                              matters */
+                exp = exp * 10 + (*c - '0');
+            }
+        }
+    }
+    apr_snprintf(e, sizeof(e), "e%" APR_INT64_T_FMT,
+                 (apr_int64_t)((exp_neg ? -exp : exp) - (long long)frac));
+    tb_sb_adds(&d, e);
+    return strtod(tb_sb_str(&d), NULL);
+}
+
+/* @a is_int: set to whether the literal is an integer (json-c's int). */
+static int tb_scan_number(tb_scanner *sc, int *is_int)
 {
     const unsigned char *s = sc->s;
-    apr_size_t int_start, int_end, frac_start = 0,
+    apr_size_t start = sc->pos, int_start, int_end, frac_start = 0,
                frac_end = 0, i, first_nz, ndig;
     int neg = 0, has_frac = 0, has_exp = 0, exp_neg = 0;
     long long exp = 0, lead;
@@ -299,7 +340,8 @@ static int tb_scan_number(tb_scanner *sc)
         }
     }
 
-    if (!has_frac && !has_exp) {
+    *is_int = !has_frac && !has_exp;
+    if (*is_int) {
         /* json-c 0.16 saturates integers outside int64/uint64 silently */
         apr_size_t n = int_end - int_start;
         if (neg ? (n > 19 || (n == 19 && tb_digits_cmp(s + int_start,
@@ -330,24 +372,9 @@ static int tb_scan_number(tb_scanner *sc)
     if (lead >= 309) {
         return tb_fail(sc, "number overflows a double");
     }
-    if (lead == 308) {
-        /* digits then an exponent, no decimal point: locale-proof strtod */
-        tb_sb_t d;
-        double v;
-        tb_sb_init(&d, sc->pool, ndig + 24);
-        for (i = first_nz; i < ndig; i++) {
-            apr_size_t at = i < int_end - int_start ? int_start + i
-                                                    : frac_start + i - (int_end - int_start);
-            tb_sb_add(&d, (const char *)&s[at], 1);
-        }
-        tb_sb_adds(&d, apr_psprintf(sc->pool, "e%" APR_INT64_T_FMT,
-                   (apr_int64_t)(exp - (long long)(has_frac
-                                                   ? frac_end - frac_start
-                                                   : 0))));
-        v = strtod(tb_sb_str(&d), NULL);
-        if (isinf(v)) {
-            return tb_fail(sc, "number overflows a double");
-        }
+    if (lead == 308 && isinf(tb_literal_value(sc->pool, (const char *)s + start,
+                                              sc->pos - start))) {
+        return tb_fail(sc, "number overflows a double");
     }
     return 0;
 }
@@ -622,25 +649,20 @@ static int tb_scan_value(tb_scanner *sc, int depth, tb_json_type *type,
         *type = TB_JSON_NULL;
         rc = tb_scan_literal(sc, "null");
         break;
-    default:
-        *type = TB_JSON_NUMBER;
-        rc = tb_scan_number(sc);
-        if (rc == 0 && node) {
-            apr_size_t i;
+    default: {
+        int is_int = 0;
 
+        *type = TB_JSON_NUMBER;
+        rc = tb_scan_number(sc, &is_int);
+        if (rc == 0 && node) {
             /* the literal stays in the text: numbers are read back only
              * before the caller writes over it */
             node->str = (const char *)sc->s + start;
             node->len = sc->pos - start;
-            node->is_int = 1;
-            for (i = 0; i < node->len; i++) {
-                if (node->str[i] == '.' || node->str[i] == 'e'
-                    || node->str[i] == 'E') {
-                    node->is_int = 0;
-                }
-            }
+            node->is_int = is_int;
         }
         break;
+    }
     }
     if (node) {
         node->type = *type;
@@ -779,40 +801,8 @@ const tb_jv *tb_jv_get(const tb_jv *obj, const char *key)
 
 double tb_jv_number(apr_pool_t *p, const tb_jv *v)
 {
-    const char *s = v->str, *end = v->str + v->len;
-    long long exp = 0;
-    apr_size_t frac = 0;
-    int in_frac = 0, exp_neg = 0;
-    char e[32];
-    tb_sb_t d;
-    double val;
+    double val = tb_literal_value(p, v->str, v->len);
 
-    /* digits and an exponent, no decimal point: strtod reads them alike
-     * in every locale (json-c switches locales for each parse instead) */
-    tb_sb_init(&d, p, v->len + sizeof(e));
-    for (; s < end && *s != 'e' && *s != 'E'; s++) {
-        if (*s == '.') {
-            in_frac = 1;
-            continue;
-        }
-        frac += in_frac;
-        tb_sb_add(&d, s, 1);
-    }
-    if (s < end) {
-        s++;
-        if (*s == '+' || *s == '-') {
-            exp_neg = *s++ == '-';
-        }
-        for (; s < end; s++) {
-            if (exp < 1000000000LL) {
-                exp = exp * 10 + (*s - '0');
-            }
-        }
-    }
-    apr_snprintf(e, sizeof(e), "e%" APR_INT64_T_FMT,
-                 (apr_int64_t)((exp_neg ? -exp : exp) - (long long)frac));
-    tb_sb_adds(&d, e);
-    val = strtod(tb_sb_str(&d), NULL);
     /* "-0" is json-c's integer 0, not a negative zero */
     return v->is_int && val == 0 ? 0.0 : val;
 }
@@ -839,26 +829,19 @@ void tb_sb_add_jv(tb_sb_t *sb, const tb_jv *v)
         tb_sb_add_jstr(sb, v->str, v->len);
         break;
     case TB_JSON_ARRAY:
-        tb_sb_add(sb, "[", 1);
-        for (m = v->first; m; m = m->next) {
-            if (m != v->first) {
-                tb_sb_add(sb, ",", 1);
-            }
-            tb_sb_add_jv(sb, m);
-        }
-        tb_sb_add(sb, "]", 1);
-        break;
     case TB_JSON_OBJECT:
-        tb_sb_add(sb, "{", 1);
+        tb_sb_add(sb, v->type == TB_JSON_OBJECT ? "{" : "[", 1);
         for (m = v->first; m; m = m->next) {
             if (m != v->first) {
                 tb_sb_add(sb, ",", 1);
             }
-            tb_sb_add_jstr(sb, m->key, strlen(m->key));
-            tb_sb_add(sb, ":", 1);
+            if (v->type == TB_JSON_OBJECT) {
+                tb_sb_add_jstr(sb, m->key, strlen(m->key));
+                tb_sb_add(sb, ":", 1);
+            }
             tb_sb_add_jv(sb, m);
         }
-        tb_sb_add(sb, "}", 1);
+        tb_sb_add(sb, v->type == TB_JSON_OBJECT ? "}" : "]", 1);
         break;
     default:
         tb_sb_add(sb, "null", 4);

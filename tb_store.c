@@ -259,6 +259,12 @@ struct tb_store {
                                  * answer (timed out, link lost) */
 };
 
+/* Another connection holds what was asked for: worth asking again. */
+static int tb_sqlite_busy_rc(int rc)
+{
+    return (rc & 0xFF) == SQLITE_BUSY || (rc & 0xFF) == SQLITE_LOCKED;
+}
+
 /* apr_dbd's sqlite3 driver sets no busy timeout; this handler waits up to
  * the request's deadline, in short sleeps so a lock freed early is taken
  * early. */
@@ -371,7 +377,7 @@ static const char *tb_wal(tb_store *s, apr_pool_t *tmp)
         }
         err = apr_psprintf(tmp, "PRAGMA journal_mode=WAL: %s (%d)",
                            sqlite3_errmsg(db), rc);
-        if ((rc & 0xFF) != SQLITE_BUSY && (rc & 0xFF) != SQLITE_LOCKED) {
+        if (!tb_sqlite_busy_rc(rc)) {
             return err;
         }
         if (apr_time_now() >= s->deadline) {
@@ -1647,7 +1653,7 @@ static void *APR_THREAD_FUNC tb_ckpt_run(apr_thread_t *t, void *arg)
         if (rc == SQLITE_OK) {
             k->passes++;
         }
-        else if ((rc & 0xFF) != SQLITE_BUSY && (rc & 0xFF) != SQLITE_LOCKED) {
+        else if (!tb_sqlite_busy_rc(rc)) {
             /* the COMMITs copy from now on, as SQLite's own would */
             k->failed = 1;
         }

@@ -2378,6 +2378,18 @@ static void one_conn_close(void *baton, tb_store *s, const char *what)
     apr_thread_mutex_unlock(oc->lock);
 }
 
+/* A writers' queue over the test's connection @a oc (store_open first). */
+static tb_writeq *writeq_open(one_conn *oc)
+{
+    tb_writeq *q;
+
+    ck_assert_int_eq(apr_thread_mutex_create(&oc->lock,
+                                             APR_THREAD_MUTEX_DEFAULT, pool),
+                     APR_SUCCESS);
+    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    return q;
+}
+
 /* One thread's batches, parsed beforehand in a pool of its own. */
 typedef struct {
     tb_writeq *q;
@@ -2475,10 +2487,7 @@ START_TEST(store_writeq_one_connection)
     int t, i;
 
     store_open();
-    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
-                                             APR_THREAD_MUTEX_DEFAULT, pool),
-                     APR_SUCCESS);
-    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    q = writeq_open(&oc);
     writers_start(jobs, th, q, &src, 20, WAIT);
     writers_join(jobs, th);
     for (t = 0; t < N_WRITERS; t++) {
@@ -2616,10 +2625,7 @@ START_TEST(store_writeq_checkpointer)
 
     store_open();
     wal = apr_pstrcat(pool, db.path, "-wal", NULL);
-    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
-                                             APR_THREAD_MUTEX_DEFAULT, pool),
-                     APR_SUCCESS);
-    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    q = writeq_open(&oc);
     before = file_size(db.path);
     ck_assert_uint_eq(tb_writeq_checkpoints(q, 0), 0);
 
@@ -2670,10 +2676,7 @@ START_TEST(store_writeq_checkpointer_after_busy)
     char c;
 
     store_open();
-    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
-                                             APR_THREAD_MUTEX_DEFAULT, pool),
-                     APR_SUCCESS);
-    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    q = writeq_open(&oc);
     write_wal_round(q, &src, 1, 1);       /* the -shm file exists now */
 
     ck_assert_int_eq(pipe(ready), 0);
@@ -2727,10 +2730,7 @@ START_TEST(store_writeq_groups_waiting_batches)
     int t;
 
     store_open();
-    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
-                                             APR_THREAD_MUTEX_DEFAULT, pool),
-                     APR_SUCCESS);
-    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    q = writeq_open(&oc);
     other = direct();
     exec_direct(other, "BEGIN IMMEDIATE");
     writers_start(jobs, th, q, &src, 1, WAIT);
@@ -2764,10 +2764,7 @@ START_TEST(store_writeq_deadline)
     int t;
 
     store_open();
-    ck_assert_int_eq(apr_thread_mutex_create(&oc.lock,
-                                             APR_THREAD_MUTEX_DEFAULT, pool),
-                     APR_SUCCESS);
-    ck_assert_int_eq(tb_writeq_create(pool, &q), APR_SUCCESS);
+    q = writeq_open(&oc);
     other = direct();
     exec_direct(other, "BEGIN IMMEDIATE");
     start = apr_time_now();
