@@ -89,6 +89,12 @@ one('10 MB string: a property value', ev(qq[$EV, "properties": {"p": "$s10"}]), 
 one('10 MB string: the command name', qq[{"name": "$s10", "data": {$EV}}], [$E_SIZE]);
 one('10 MB string: a command_id, echoed', qq[{"name": "customers", "command_id": "$s10", "data": {$IDS}}],
     [$E_SIZE], jstr($s10));
+# a command too large to parse: its command_id is still named, or refused
+one('10 MB command, command_id an integer: echoed as json-c reads it',
+    qq[{"command_id": -0, "name": "customers", "data": {"p": "$s10"}}], [$E_SIZE], '0');
+one('10 MB command, command_id an object with a key twice',
+    qq[{"command_id": {"a": 1, "a": 2}, "name": "customers", "data": {"p": "$s10"}}],
+    [$E_CID, $E_SIZE]);
 one('10 MB string: a customer id', ev(qq["customer_ids": {"registered": "$s10"}, "event_type": "e"]), [$E_SIZE]);
 whole('10 MB string: unterminated', with_value('"' . $s10), 400, $INVALID);
 whole('10 MB string: a raw control character at its end', with_value(qq["$s10\x01"]), 400, $INVALID);
